@@ -1,0 +1,1 @@
+"""physgen: generative models for physics in JAX + Equinox."""

@@ -1,0 +1,1 @@
+from ._base import AbstractDataObjective as AbstractDataObjective, AbstractObjective as AbstractObjective

@@ -1,0 +1,1 @@
+from ._base import AbstractExactTarget as AbstractExactTarget, AbstractTarget as AbstractTarget
