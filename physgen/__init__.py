@@ -1,1 +1,23 @@
-"""physgen: generative models for physics in JAX + Equinox."""
+"""physgen: generative models for physics in JAX + Equinox.
+
+Sub-packages: ``bijections``, ``distributions``, ``flows``, ``nn``, ``datasets``,
+``objectives``, ``targets``, ``reweighting``, ``samplers``, ``diagnostics``, ``training``.
+"""
+
+__version__ = "0.1.0"
+
+from . import (
+    bijections as bijections,
+    distributions as distributions,
+    objectives as objectives,
+    targets as targets,
+    training as training,
+)
+from .training import (
+    CheckpointError as CheckpointError,
+    NonFiniteLossError as NonFiniteLossError,
+    fit as fit,
+    load as load,
+    load_metadata as load_metadata,
+    save as save,
+)

@@ -1,1 +1,6 @@
+"""Distributions with exact ``log_prob``; public methods broadcast over leading dimensions."""
+
 from ._base import AbstractDistribution as AbstractDistribution
+from ._mixture import GaussianMixture as GaussianMixture
+from ._normal import DiagNormal as DiagNormal, StandardNormal as StandardNormal
+from ._transformed import Transformed as Transformed

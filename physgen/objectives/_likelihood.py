@@ -1,0 +1,32 @@
+"""Maximum likelihood on data (= forward KL)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .._custom_types import Array, Key, Scalar
+from .._errors import check_event_shape
+from ._base import AbstractDataObjective
+
+
+class MaximumLikelihood(AbstractDataObjective):
+    """Negative log-likelihood ``L = -(1/B) Σ_i log q(x_i)`` on a minibatch ``x`` of data.
+
+    Its expectation is ``KL(p‖q) + H(p)``: the data entropy ``H(p)`` is the dropped constant,
+    so the minimum of the printed value is ``H(p)`` (nats), not zero. Trained on samples of a
+    Boltzmann distribution (MD, MCMC or exact) this is the forward KL of Noé et al. 2019;
+    :data:`ForwardKL` is the same class.
+    """
+
+    def __init__(self):
+        pass
+
+    def loss(self, model, key: Key, batch: Array) -> tuple[Scalar, dict[str, Scalar]]:
+        if batch is None:
+            raise ValueError("MaximumLikelihood needs data: pass data=... to fit")
+        check_event_shape(batch, model.shape, "data batch")
+        nll = -jnp.mean(model.log_prob(batch))
+        return nll, {"nll": nll}
+
+
+ForwardKL = MaximumLikelihood

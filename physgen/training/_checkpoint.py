@@ -1,0 +1,162 @@
+"""Checkpoints: a JSON header plus ``eqx.tree_serialise_leaves``; atomic writes, no pickle.
+
+File layout::
+
+    b"PHYSGEN-CKPT\\n"            magic line
+    <8-byte little-endian length of the header>
+    <header: UTF-8 JSON>          format version, user metadata, leaf shapes/dtypes,
+                                  payload length and SHA-256
+    <payload>                     eqx.tree_serialise_leaves bytes (numpy .npy, no pickle)
+
+The structure of the model is not stored (Equinox modules hold code); ``load`` needs a model
+``like`` of the same structure, which the user rebuilds from the hyperparameters stored in
+``metadata`` (see :func:`load_metadata`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+
+from .._errors import check_finite_tree
+
+MAGIC = b"PHYSGEN-CKPT\n"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is corrupt, truncated, or does not match the model given to ``load``."""
+
+
+def _leaf_specs(tree) -> list[dict[str, Any]]:
+    specs = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if eqx.is_array(leaf):
+            specs.append(
+                {
+                    "path": jax.tree_util.keystr(path),
+                    "shape": list(leaf.shape),
+                    "dtype": str(leaf.dtype),
+                }
+            )
+    return specs
+
+
+def save(path: str | os.PathLike, model, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s arrays and JSON-able ``metadata`` to ``path`` atomically.
+
+    The file is written to a temporary file in the same directory, flushed, fsynced and
+    renamed over ``path``, so an interrupted save never destroys an earlier checkpoint.
+    Refuses a model holding NaN or inf.
+    """
+    path = Path(path)
+    check_finite_tree(model, "model to save")
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, model)
+    payload = buf.getvalue()
+    from .. import __version__
+
+    header = {
+        "format_version": FORMAT_VERSION,
+        "physgen_version": __version__,
+        "metadata": metadata or {},
+        "leaves": _leaf_specs(model),
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    try:
+        header_bytes = json.dumps(header, sort_keys=True).encode()
+    except TypeError as e:
+        raise TypeError(f"checkpoint metadata must be JSON-serialisable: {e}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC)
+            f.write(struct.pack("<Q", len(header_bytes)))
+            f.write(header_bytes)
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _read(path: Path) -> tuple[dict[str, Any], bytes]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}") from None
+    if not raw.startswith(MAGIC):
+        raise CheckpointError(f"{path} is not a physgen checkpoint (bad magic bytes)")
+    off = len(MAGIC)
+    if len(raw) < off + 8:
+        raise CheckpointError(f"{path} is truncated: the header length is missing")
+    (n,) = struct.unpack("<Q", raw[off : off + 8])
+    off += 8
+    if len(raw) < off + n:
+        raise CheckpointError(f"{path} is truncated: header of {n} bytes is incomplete")
+    try:
+        header = json.loads(raw[off : off + n].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} has a corrupt header: {e}") from None
+    payload = raw[off + n :]
+    if header.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {header.get('format_version')}, this physgen "
+            f"reads format {FORMAT_VERSION}"
+        )
+    if len(payload) != header["payload_bytes"]:
+        raise CheckpointError(
+            f"{path} is truncated: payload has {len(payload)} of {header['payload_bytes']} bytes"
+        )
+    if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+        raise CheckpointError(f"{path} is corrupt: payload checksum mismatch")
+    return header, payload
+
+
+def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` dict stored by :func:`save` (after verifying the file)."""
+    header, _ = _read(Path(path))
+    return header["metadata"]
+
+
+def load(path: str | os.PathLike, like):
+    """Load the arrays saved at ``path`` into a model with the structure of ``like``.
+
+    Raises :class:`CheckpointError` if the file is truncated or corrupt, or if its leaves'
+    shapes and dtypes differ from ``like``'s (naming the first mismatching leaf).
+    """
+    path = Path(path)
+    header, payload = _read(path)
+    saved, expected = header["leaves"], _leaf_specs(like)
+    if len(saved) != len(expected):
+        raise CheckpointError(
+            f"{path} holds {len(saved)} arrays but the model given has {len(expected)}: "
+            "rebuild the model with the hyperparameters in load_metadata(path)"
+        )
+    for s, e in zip(saved, expected):
+        if s["shape"] != e["shape"] or s["dtype"] != e["dtype"]:
+            raise CheckpointError(
+                f"{path}: leaf {e['path']} has shape {tuple(s['shape'])} {s['dtype']} in the "
+                f"file but {tuple(e['shape'])} {e['dtype']} in the model given"
+            )
+    model = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    check_finite_tree(model, "loaded model")
+    return model
+
+
+__all__ = ["CheckpointError", "load", "load_metadata", "save"]

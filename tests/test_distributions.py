@@ -1,0 +1,78 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from physgen.distributions import DiagNormal, GaussianMixture, StandardNormal
+
+KEY = jax.random.key(0)
+
+
+def _distributions():
+    return {
+        "standard_normal": StandardNormal((3,)),
+        "diag_normal": DiagNormal(jnp.array([0.5, -1.0, 2.0]), jnp.array([0.3, 1.0, 2.5])),
+        "mixture": GaussianMixture(
+            jnp.array([[0.0, 1.0, 2.0], [-2.0, 0.0, 1.0]]),
+            jnp.array([[0.5, 1.0, 1.5], [1.0, 0.7, 0.2]]),
+            jnp.array([0.3, 0.7]),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_distributions()))
+def test_sample_and_log_prob_agree(name):
+    d = _distributions()[name]
+    x, lp = d.sample_and_log_prob(KEY, (4, 5))
+    assert x.shape == (4, 5, 3) and lp.shape == (4, 5)
+    np.testing.assert_allclose(lp, d.log_prob(x), rtol=1e-5, atol=1e-5)
+    x2 = d.sample(KEY, (4, 5))
+    np.testing.assert_allclose(x2, x, rtol=1e-6)
+    assert d.log_prob(x[0, 0]).shape == ()
+
+
+def test_log_probs_match_scipy():
+    d = _distributions()
+    x = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        d["standard_normal"].log_prob(x), stats.norm.logpdf(x).sum(-1), rtol=1e-5
+    )
+    dn = d["diag_normal"]
+    np.testing.assert_allclose(
+        dn.log_prob(x),
+        stats.norm.logpdf(x, [0.5, -1.0, 2.0], [0.3, 1.0, 2.5]).sum(-1),
+        rtol=1e-5,
+    )
+    gm = d["mixture"]
+    comp = [
+        stats.norm.logpdf(x, [0.0, 1.0, 2.0], [0.5, 1.0, 1.5]).sum(-1) + math.log(0.3),
+        stats.norm.logpdf(x, [-2.0, 0.0, 1.0], [1.0, 0.7, 0.2]).sum(-1) + math.log(0.7),
+    ]
+    np.testing.assert_allclose(gm.log_prob(x), np.logaddexp(*comp), rtol=1e-5)
+
+
+def test_mixture_integrates_to_one_in_1d(x64):
+    gm = GaussianMixture(jnp.array([[-1.0], [2.0]]), jnp.array([[0.4], [0.9]]), jnp.array([1, 3]))
+    grid = jnp.linspace(-10, 12, 20001)
+    p = jnp.exp(gm.log_prob(grid[:, None]))
+    assert abs(float(jnp.trapezoid(p, grid)) - 1.0) < 1e-9
+
+
+def test_sample_moments_mixture():
+    gm = _distributions()["mixture"]
+    x = gm.sample(jax.random.key(3), (200_000,))
+    mean = 0.3 * np.array([0.0, 1.0, 2.0]) + 0.7 * np.array([-2.0, 0.0, 1.0])
+    se = np.std(np.asarray(x), 0) / math.sqrt(x.shape[0])
+    assert np.all(np.abs(np.mean(np.asarray(x), 0) - mean) < 4 * se)
+
+
+def test_wrong_event_shape_is_refused():
+    with pytest.raises(ValueError, match=r"trailing \(event\) dimensions must be \(3,\)"):
+        StandardNormal((3,)).log_prob(jnp.zeros((10, 2)))
+    with pytest.raises(ValueError, match="positive"):
+        DiagNormal(jnp.zeros(2), jnp.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="unconditional"):
+        StandardNormal((3,)).log_prob(jnp.zeros(3), condition=jnp.zeros(1))

@@ -1,0 +1,187 @@
+"""fit, objectives at known optima, the NaN guard, and checkpoints."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import physgen
+from physgen.distributions import DiagNormal, StandardNormal
+from physgen.objectives import MaximumLikelihood, ReverseKL
+from physgen.targets import AbstractTarget
+
+
+class _Quadratic(AbstractTarget):
+    """E(x) = ½ Σ (x - c)²/s²; log Z = Σ log(√(2π) s) at β = 1."""
+
+    centre: jax.Array
+    width: jax.Array
+    event_shape: tuple[int, ...]
+    beta: float
+
+    def __init__(self, centre, width, beta=1.0):
+        self.centre = jnp.asarray(centre)
+        self.width = jnp.asarray(width)
+        self.event_shape = self.centre.shape
+        self.beta = beta
+
+    def energy(self, x):
+        return 0.5 * jnp.sum(((x - self.centre) / self.width) ** 2)
+
+
+class _NaNBeyond(AbstractTarget):
+    """Finite energy for |x| < r, NaN outside: a broken force field."""
+
+    r: float
+    event_shape: tuple[int, ...] = (2,)
+    beta: float = 1.0
+
+    def __init__(self, r):
+        self.r = r
+        self.event_shape = (2,)
+        self.beta = 1.0
+
+    def energy(self, x):
+        e = 0.5 * jnp.sum(x**2)
+        return jnp.where(jnp.linalg.norm(x) < self.r, e, jnp.nan)
+
+
+def test_maximum_likelihood_reaches_the_sample_moments(x64):
+    data = 1.5 + 0.4 * jax.random.normal(jax.random.key(1), (4000, 2))
+    model = DiagNormal(jnp.zeros(2), jnp.ones(2))
+    model, hist = physgen.fit(
+        jax.random.key(0), model, MaximumLikelihood(), data=data, steps=1500,
+        optimizer=optax.adam(3e-2), batch_size=512, chunk_size=200, progress=False,
+    )
+    assert hist["loss"].shape == (1500,)
+    # minibatch noise: the optimum is the sample moments to within a few percent of σ.
+    np.testing.assert_allclose(model.loc, jnp.mean(data, 0), atol=0.03)
+    np.testing.assert_allclose(model.scale, jnp.std(data, 0), atol=0.03)
+    # The printed loss approaches the data entropy H = Σ log(√(2πe) σ), not zero.
+    h = float(jnp.sum(jnp.log(jnp.sqrt(2 * math.pi * math.e) * jnp.std(data, 0))))
+    assert abs(np.mean(hist["loss"][-200:]) - h) < 0.05
+
+
+def test_reverse_kl_at_exact_model_is_minus_log_Z(x64):
+    target = _Quadratic([1.0, -2.0], [0.5, 2.0])
+    exact = DiagNormal(jnp.array([1.0, -2.0]), jnp.array([0.5, 2.0]))
+    loss, aux = ReverseKL(target, 64).loss(exact, jax.random.key(0))
+    log_z = float(jnp.sum(jnp.log(jnp.sqrt(2 * jnp.pi) * target.width)))
+    assert abs(float(loss) + log_z) < 1e-10  # zero-variance: KL(q‖p) = 0 exactly
+    assert abs(float(aux["log_weight_std"])) < 1e-10
+    # A wrong model pays KL(q‖p) > 0 on top of -log Z.
+    wrong = DiagNormal(jnp.zeros(2), jnp.ones(2))
+    loss_w, _ = ReverseKL(target, 20000).loss(wrong, jax.random.key(1))
+    kl = sum(
+        math.log(s) + (1 + (0 - c) ** 2) / (2 * s**2) - 0.5
+        for c, s in [(1.0, 0.5), (-2.0, 2.0)]
+    )
+    assert abs(float(loss_w) - (-log_z + kl)) < 0.05
+
+
+def test_reverse_kl_training_lowers_the_loss():
+    target = _Quadratic([1.0, -1.0], [0.5, 2.0])
+    model = DiagNormal(jnp.zeros(2), jnp.ones(2))
+    model, hist = physgen.fit(
+        jax.random.key(0), model, ReverseKL(target, 128), steps=400,
+        optimizer=optax.adam(2e-2), chunk_size=100, progress=False,
+    )
+    assert np.mean(hist["loss"][-50:]) < np.mean(hist["loss"][:50]) - 1.0
+    np.testing.assert_allclose(model.loc, [1.0, -1.0], atol=0.1)
+
+
+def test_result_does_not_depend_on_chunk_size():
+    target = _Quadratic([1.0, -1.0], [0.5, 2.0])
+    runs = [
+        physgen.fit(
+            jax.random.key(3), DiagNormal(jnp.zeros(2), jnp.ones(2)), ReverseKL(target, 16),
+            steps=37, chunk_size=c, progress=False,
+        )
+        for c in (5, 37)
+    ]
+    np.testing.assert_allclose(runs[0][0].loc, runs[1][0].loc, rtol=1e-6)
+    np.testing.assert_allclose(runs[0][1]["loss"], runs[1][1]["loss"], rtol=1e-6)
+
+
+def test_nan_energy_stops_training_naming_step_and_energy(tmp_path):
+    # The model drifts outward (the target is broad), the energy turns NaN beyond r = 3.
+    target = _NaNBeyond(3.0)
+    model = DiagNormal(jnp.zeros(2), 0.3 * jnp.ones(2))
+    ckpt = tmp_path / "model.ckpt"
+    with pytest.raises(physgen.NonFiniteLossError, match=r"step \d+ .*max_energy=nan") as err:
+        physgen.fit(
+            jax.random.key(0), model, ReverseKL(target, 256), steps=2000,
+            optimizer=optax.adam(5e-2), chunk_size=50, progress=False, checkpoint=ckpt,
+        )
+    e = err.value
+    assert e.step > 0 and math.isnan(e.diagnostics["max_energy"])
+    saved = physgen.load(ckpt, like=model)
+    assert eqx.tree_equal(saved, e.model, typematch=True)
+    assert physgen.load_metadata(ckpt)["step"] == e.step
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(saved))
+
+
+def test_nan_parameter_is_refused():
+    model = DiagNormal(jnp.zeros(2), jnp.ones(2))
+    model = eqx.tree_at(lambda m: m.loc, model, jnp.array([0.0, jnp.nan]))
+    with pytest.raises(ValueError, match=r"non-finite parameters.*\.loc"):
+        physgen.fit(jax.random.key(0), model, MaximumLikelihood(), data=jnp.zeros((10, 2)),
+                    steps=5, progress=False)
+    with pytest.raises(ValueError, match="non-finite"):
+        physgen.save("unused.ckpt", model)
+
+
+def test_wrong_dimensions_are_refused():
+    with pytest.raises(ValueError, match=r"event_shape \(3,\)"):
+        physgen.fit(jax.random.key(0), StandardNormal((2,)),
+                    ReverseKL(_Quadratic(jnp.zeros(3), jnp.ones(3))), steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"data has shape \(10, 3\)"):
+        physgen.fit(jax.random.key(0), DiagNormal(jnp.zeros(2), jnp.ones(2)),
+                    MaximumLikelihood(), data=jnp.zeros((10, 3)), steps=2, progress=False)
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    model = DiagNormal(jnp.array([1.0, 2.0]), jnp.array([0.5, 3.0]))
+    path = tmp_path / "m.ckpt"
+    physgen.save(path, model, {"dim": 2, "kind": "diag"})
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.ckpt"]  # no temp files left
+    like = DiagNormal(jnp.zeros(2), jnp.ones(2))
+    back = physgen.load(path, like)
+    assert eqx.tree_equal(back, model)
+    assert physgen.load_metadata(path) == {"dim": 2, "kind": "diag"}
+
+    raw = path.read_bytes()
+    (tmp_path / "trunc.ckpt").write_bytes(raw[:-5])
+    with pytest.raises(physgen.CheckpointError, match="truncated"):
+        physgen.load(tmp_path / "trunc.ckpt", like)
+    flipped = bytearray(raw)
+    flipped[-3] ^= 0xFF
+    (tmp_path / "flip.ckpt").write_bytes(bytes(flipped))
+    with pytest.raises(physgen.CheckpointError, match="checksum"):
+        physgen.load(tmp_path / "flip.ckpt", like)
+    (tmp_path / "junk.ckpt").write_bytes(b"\x80\x04junk")
+    with pytest.raises(physgen.CheckpointError, match="not a physgen checkpoint"):
+        physgen.load(tmp_path / "junk.ckpt", like)
+    with pytest.raises(physgen.CheckpointError, match=r"leaf .*loc.* shape \(2,\).*\(3,\)"):
+        physgen.load(path, DiagNormal(jnp.zeros(3), jnp.ones(3)))
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    model = DiagNormal(jnp.array([1.0, 2.0]), jnp.array([0.5, 3.0]))
+    path = tmp_path / "m.ckpt"
+    physgen.save(path, model)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    # Interrupted after the new bytes were written, before the rename.
+    monkeypatch.setattr("os.fsync", boom)
+    with pytest.raises(KeyboardInterrupt):
+        physgen.save(path, DiagNormal(jnp.zeros(2), jnp.ones(2)))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt"]
