@@ -8,8 +8,14 @@ __version__ = "0.1.0"
 
 from . import (
     bijections as bijections,
+    datasets as datasets,
+    diagnostics as diagnostics,
     distributions as distributions,
+    flows as flows,
+    nn as nn,
     objectives as objectives,
+    reweighting as reweighting,
+    samplers as samplers,
     targets as targets,
     training as training,
 )

@@ -94,13 +94,13 @@ def rational_quadratic_spline(
     """
     lo, hi = knots_x[0], knots_x[-1]
     inside = (x >= lo) & (x <= hi)
-    xc = jnp.clip(x, lo, hi)
+    xc = jnp.where(inside, x, lo)  # not clip: its gradient is halved at the ends
     k, x0, x1 = _bin(knots_x, xc)
     y0, y1 = knots_y[k], knots_y[k + 1]
     d0, d1 = derivatives[k], derivatives[k + 1]
     w, h = x1 - x0, y1 - y0
     s = h / w
-    xi = jnp.clip((xc - x0) / w, 0, 1)
+    xi = (xc - x0) / w
     t = xi * (1 - xi)
     y_in = y0 + h * (s * xi**2 + d0 * t) / (s + (d0 + d1 - 2 * s) * t)
     logd = _log_derivative(xi, s, d0, d1)
@@ -113,7 +113,7 @@ def rational_quadratic_spline_inverse(
     """Inverse spline of a scalar ``y``: returns ``(x, log dx/dy)``; identity outside."""
     lo, hi = knots_y[0], knots_y[-1]
     inside = (y >= lo) & (y <= hi)
-    yc = jnp.clip(y, lo, hi)
+    yc = jnp.where(inside, y, lo)
     k, y0, y1 = _bin(knots_y, yc)
     x0, x1 = knots_x[k], knots_x[k + 1]
     d0, d1 = derivatives[k], derivatives[k + 1]
@@ -125,7 +125,7 @@ def rational_quadratic_spline_inverse(
     b = h * d0 - dy * c_
     c = -s * dy
     disc = jnp.maximum(b**2 - 4 * a * c, 0)
-    xi = jnp.clip(2 * c / (-b - jnp.sqrt(disc)), 0, 1)
+    xi = 2 * c / (-b - jnp.sqrt(disc))  # in [0, 1] up to rounding; no clip (gradients)
     x_in = x0 + xi * w
     logd = -_log_derivative(xi, s, d0, d1)
     return jnp.where(inside, x_in, y), jnp.where(inside, logd, jnp.zeros_like(logd))

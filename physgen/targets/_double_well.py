@@ -15,6 +15,7 @@ from ._base import AbstractExactTarget
 from ._quadrature import quartic_energy, quartic_tables
 
 
+@eqx.filter_jit
 def sample_quartic(key: Key, n: int, edges: np.ndarray, cdf: np.ndarray, dtype=None) -> Array:
     """``n`` draws from a 1-D density by inverse CDF on a table (``edges``, exact ``cdf``).
 

@@ -148,7 +148,7 @@ def load(path: str | os.PathLike, like):
             f"{path} holds {len(saved)} arrays but the model given has {len(expected)}: "
             "rebuild the model with the hyperparameters in load_metadata(path)"
         )
-    for s, e in zip(saved, expected):
+    for s, e in zip(saved, expected, strict=True):
         if s["shape"] != e["shape"] or s["dtype"] != e["dtype"]:
             raise CheckpointError(
                 f"{path}: leaf {e['path']} has shape {tuple(s['shape'])} {s['dtype']} in the "

@@ -1,0 +1,288 @@
+"""Boltzmann generator on the double well of Noé et al. (2019), trained without data.
+
+E(x) = a4 x1⁴ − a2 x1² + a1 x1 + ½ k Σ_{i≥2} x_i²  (defaults 1, 6, 1, 1), p(x) ∝ exp(−βE).
+
+1. Train a flow q by reverse KL, E_q[log q + βE] (data-free; or forward KL / the mix of both
+   on HMC data).
+2. Reweight N flow samples with w = exp(−βE)/q: ESS, log Z, p_A, ΔF_{B−A} = −log(p_B/p_A)
+   with standard errors, a bootstrap interval, and z-scores against the exact quadrature.
+3. Answer the same question with HMC started in the left well, which stays trapped.
+
+Writes results.json and figures (PNG and PDF) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_json  # noqa: E402
+
+import physgen  # noqa: E402
+from physgen import reweighting as rw  # noqa: E402
+from physgen.diagnostics import mean_and_mcse  # noqa: E402
+from physgen.flows import masked_autoregressive_flow, neural_spline_flow, real_nvp  # noqa: E402
+from physgen.objectives import MaximumLikelihood, MixedKL, ReverseKL  # noqa: E402
+from physgen.samplers import HMC, run_mcmc  # noqa: E402
+from physgen.targets import DoubleWell  # noqa: E402
+
+FLOWS = {"nsf": neural_spline_flow, "realnvp": real_nvp, "maf": masked_autoregressive_flow}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("results/double_well"), help="output folder")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objective", choices=["reverse_kl", "forward_kl", "mixed"],
+                   default="reverse_kl", help="forward_kl and mixed train on HMC samples")
+    p.add_argument("--flow", choices=sorted(FLOWS), default="nsf")
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--bins", type=int, default=8, help="spline bins (nsf)")
+    p.add_argument("--width", type=int, default=32, help="conditioner width")
+    p.add_argument("--steps", type=int, default=1500, help="training steps")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per training step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--temperature", type=float, default=1.0, help="kT; beta = 1/kT")
+    p.add_argument("--dim", type=int, default=2, help="x1 plus dim-1 harmonic coordinates")
+    p.add_argument("--num-samples", type=int, default=200_000,
+                   help="flow samples for reweighting")
+    p.add_argument("--hmc-chains", type=int, default=16)
+    p.add_argument("--hmc-samples", type=int, default=2000, help="HMC draws per chain")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.num_samples = min(args.steps, 200), min(args.num_samples, 20_000)
+        args.hmc_chains, args.hmc_samples = min(args.hmc_chains, 4), min(args.hmc_samples, 300)
+    return args
+
+
+def zscore(est, exact):
+    return float((est.value - exact) / est.stderr) if float(est.stderr) > 0 else math.inf
+
+
+def est_dict(est, exact=None, **extra):
+    d = {"value": float(est.value), "stderr": float(est.stderr)}
+    if not np.allclose([float(est.ci_low), float(est.ci_high)],
+                       [float(est.value - 1.959963984540054 * est.stderr),
+                        float(est.value + 1.959963984540054 * est.stderr)]):
+        d["ci95_bootstrap"] = [float(est.ci_low), float(est.ci_high)]
+    if exact is not None:
+        d["exact"] = float(exact)
+        d["zscore"] = zscore(est, exact)
+    d.update(extra)
+    return d
+
+
+def run_hmc(key, target, args, x1_start):
+    """HMC chains started at the bottom of one well; returns result and wall time."""
+    n = args.hmc_chains
+    x0 = jnp.zeros((n, args.dim)).at[:, 0].set(x1_start)
+    sampler = HMC(step_size=0.1, num_integration_steps=10)
+    kw = dict(num_chains=n, num_samples=args.hmc_samples, num_warmup=200, initial_position=x0)
+    run_mcmc(key, sampler, target, **kw).samples.block_until_ready()  # compile
+    t0 = time.perf_counter()
+    res = run_mcmc(key, sampler, target, **kw)
+    res.samples.block_until_ready()
+    return res, time.perf_counter() - t0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    target = DoubleWell(dim=args.dim, beta=1.0 / args.temperature)
+    ref = target.references()
+    key = jax.random.key(args.seed)
+    k_flow, k_fit, k_sample, k_boot, k_hmc = jax.random.split(key, 5)
+
+    # -- HMC from the left well: the baseline, and data for forward KL ------------------
+    hmc, hmc_time = run_hmc(k_hmc, target, args, ref.get("minimum_A_x1", -1.77))
+    hmc_x = np.asarray(hmc.samples).reshape(-1, args.dim)
+
+    # -- Boltzmann generator ------------------------------------------------------------
+    factory = FLOWS[args.flow]
+    kw = dict(num_layers=args.layers, width=args.width)
+    if args.flow == "nsf":
+        kw.update(num_bins=args.bins, interval=5.0)
+    flow = factory(k_flow, args.dim, **kw)
+    if args.objective == "reverse_kl":
+        objective, data = ReverseKL(target, args.batch_size), None
+    elif args.objective == "forward_kl":
+        objective, data = MaximumLikelihood(), jnp.asarray(hmc_x)
+    else:
+        objective, data = MixedKL(target, args.batch_size), jnp.asarray(hmc_x)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+    t0 = time.perf_counter()
+    flow, history = physgen.fit(
+        k_fit, flow, objective, steps=args.steps, optimizer=optimizer, data=data,
+        batch_size=args.batch_size, progress=not args.no_progress,
+        checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
+    )
+    train_time = time.perf_counter() - t0
+    train_evals = args.steps * args.batch_size if args.objective != "forward_kl" else 0
+
+    # -- reweighting ----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    x, log_q = jax.jit(lambda k: flow.sample_and_log_prob(k, (args.num_samples,)))(k_sample)
+    logw = rw.log_weights(jax.vmap(target.log_density)(x), log_q)
+    in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
+    ess = rw.ess_fraction(logw)
+    log_z = rw.log_Z(logw)
+    elbo = rw.elbo(logw)
+    p_a = rw.expectation(logw, in_a.astype(logw.dtype))
+    d_f = rw.free_energy_difference(logw, in_a, in_b, key=k_boot, n_boot=500)
+    mean_x1 = rw.expectation(logw, x[:, 0])
+    profile = rw.free_energy_profile(logw, x[:, 0], 60, range=(-3.0, 3.0))
+    jax.block_until_ready(profile)
+    reweight_time = time.perf_counter() - t0
+
+    # -- HMC estimates (trapped) ----------------------------------------------------------
+    b_ind = (np.asarray(hmc.samples)[..., 0] > 0).astype(float)  # (chains, samples)
+    pb, pb_se = mean_and_mcse(b_ind)
+    pb_se = 0.0 if not np.isfinite(pb_se) else pb_se
+    hmc_crossed = int(np.sum(np.any(b_ind > 0, axis=1)))
+
+    results = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": machine(),
+        "target": {"name": "DoubleWell", "dim": args.dim, "beta": target.beta,
+                   "exact_references": ref},
+        "boltzmann_generator": {
+            "objective": args.objective,
+            "flow": args.flow,
+            "train_time_s": train_time,
+            "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
+            "num_energy_evals_training": train_evals,
+            "num_energy_evals_reweighting": args.num_samples,
+            "num_energy_evals_total": train_evals + args.num_samples,
+            "ess_fraction": float(ess),
+            "log_Z": est_dict(log_z, ref["log_Z"]),
+            "elbo_lower_bound": est_dict(elbo, ref["log_Z"]),
+            "p_A": est_dict(p_a, ref["p_A"]),
+            "delta_F_B_minus_A_kT": est_dict(d_f, ref["delta_F_B_minus_A"]),
+            "mean_x1": est_dict(mean_x1, ref["mean_x1"]),
+            "reweighting_time_s": reweight_time,
+        },
+        "hmc": {
+            "start": "left well minimum (state A)",
+            "num_chains": args.hmc_chains,
+            "num_samples_per_chain": args.hmc_samples,
+            "chains_that_visited_B": hmc_crossed,
+            "acceptance_rate": float(np.mean(np.asarray(hmc.acceptance_rate))),
+            "num_energy_evals": int(hmc.num_energy_evals),
+            "num_grad_evals": int(hmc.num_grad_evals),
+            "wall_time_s": hmc_time,
+            "p_B": {"value": pb, "stderr": pb_se, "exact": ref["p_B"],
+                    "zscore": (pb - ref["p_B"]) / pb_se if pb_se > 0 else -math.inf},
+        },
+    }
+    results["total_time_s"] = time.perf_counter() - t_start
+    write_json(args.out / "results.json", results)
+    make_figures(args.out, target, history, np.asarray(x), np.asarray(logw), profile, hmc)
+    print_summary(results)
+    return results
+
+
+def print_summary(r):
+    bg, hmc = r["boltzmann_generator"], r["hmc"]
+
+    def line(name, d):
+        return (f"  {name:<22} {d['value']:+.5f} ± {d['stderr']:.5f}   exact {d['exact']:+.5f}"
+                f"   z = {d['zscore']:+.2f}")
+
+    print(f"Boltzmann generator ({bg['flow']}, {bg['objective']}), "
+          f"train {bg['train_time_s']:.1f} s, {bg['num_energy_evals_total']:,} energy evaluations")
+    print(f"  ESS fraction           {bg['ess_fraction']:.4f}")
+    print(line("ΔF_B−A [kT]", bg["delta_F_B_minus_A_kT"]))
+    print(line("log Z", bg["log_Z"]))
+    print(line("p_A", bg["p_A"]))
+    print(f"HMC from the left well: {hmc['chains_that_visited_B']} of {hmc['num_chains']} chains "
+          f"visited B, {hmc['num_energy_evals']:,} energy evaluations")
+    print(line("p_B (HMC)", hmc["p_B"]))
+    print(f"total {r['total_time_s']:.1f} s; results in results.json")
+
+
+def make_figures(out, target, history, x, logw, profile, hmc):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig, name):
+        fig.tight_layout()
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{name}.{ext}", dpi=120)
+        plt.close(fig)
+
+    # training loss, with -log Z: the minimum of the reverse KL
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["loss"], lw=0.6, label="training loss")
+    if "reverse_kl" in history:
+        ax.axhline(-target.log_Z(), color="k", ls="--", lw=1, label="−log Z (minimum)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_ylim(np.percentile(history["loss"], 1) - 0.2, np.percentile(history["loss"], 99) + 0.5)
+    ax.legend()
+    save(fig, "training_loss")
+
+    # samples over the exact density (x1, x2)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    g1, g2 = np.meshgrid(np.linspace(-3, 3, 200), np.linspace(-3.5, 3.5, 200))
+    grid = np.stack([g1.ravel(), g2.ravel()] + [np.zeros(g1.size)] * (target.dim - 2), -1)
+    e = np.asarray(jax.vmap(target.energy)(jnp.asarray(grid))).reshape(g1.shape)
+    p = np.exp(-target.beta * e - target.log_Z())
+    axes[0].contourf(g1, g2, p, levels=30, cmap="viridis")
+    axes[0].set_title("exact Boltzmann density")
+    axes[1].hist2d(x[:20000, 0], x[:20000, 1], bins=100, range=[[-3, 3], [-3.5, 3.5]],
+                   cmap="viridis")
+    axes[1].set_title("flow samples (before reweighting)")
+    for a in axes:
+        a.set_xlabel("x1")
+        a.set_ylabel("x2")
+    save(fig, "samples")
+
+    # free-energy profile along x1
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    xs = np.linspace(-3, 3, 400)
+    ax.plot(xs, target.free_energy_profile(xs), "k-", lw=1.2, label="exact")
+    c, f, se = (np.asarray(profile.centres), np.asarray(profile.free_energy),
+                np.asarray(profile.stderr))
+    ok = np.isfinite(f)
+    ax.errorbar(c[ok], f[ok], yerr=se[ok], fmt="o", ms=3, capsize=2,
+                label="Boltzmann generator (reweighted)")
+    h, edges = np.histogram(np.asarray(hmc.samples)[..., 0].ravel(), bins=60, range=(-3, 3),
+                            density=True)
+    hc = 0.5 * (edges[1:] + edges[:-1])
+    ax.plot(hc[h > 0], -np.log(h[h > 0]), "s", ms=3, mfc="none", label="HMC histogram")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("F(x1) [kT]")
+    ax.set_ylim(-1, 14)
+    ax.legend()
+    save(fig, "free_energy_profile")
+
+    # HMC trace: trapped in the left well
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for chain in np.asarray(hmc.samples)[:4, :, 0]:
+        ax.plot(chain, lw=0.5)
+    ax.axhline(0, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("HMC draw")
+    ax.set_ylabel("x1")
+    ax.set_title("HMC started in the left well")
+    save(fig, "hmc_trace")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,437 @@
+"""Every concrete bijection, by one registry: round trip, log-det vs autodiff Jacobian,
+jit/vmap agreement, float32 and float64, shape errors; plus layer-specific checks."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import physgen.bijections as pb
+
+DIM = 3
+COND = (2,)
+B = 2.0  # spline interval: test points (3 * N(0, 1)) fall inside and outside [-B, B]
+
+
+def _coupling_mask_2d():
+    return np.array([[True, False], [False, True]])
+
+
+def _chain(k):
+    k1, k2, k3 = jax.random.split(k, 3)
+    return pb.Chain([
+        pb.AffineCoupling(DIM, key=k1, conditioner_width=8, conditioner_depth=1),
+        pb.Permute([2, 0, 1]),
+        pb.SplineCoupling(DIM, key=k2, num_bins=4, interval=B, conditioner_width=8,
+                          conditioner_depth=1, cond_shape=COND),
+        pb.LULinear(DIM, permutation=[1, 2, 0]),
+        pb.MaskedAutoregressive(DIM, key=k3, width=8, depth=1),
+    ])
+
+
+def _scan_spline(k):
+    def layer(key):
+        return pb.Chain([
+            pb.SplineCoupling(DIM, key=key, num_bins=4, interval=B, conditioner_width=8,
+                              conditioner_depth=1, cond_shape=COND),
+            pb.Reverse(DIM),
+        ])
+    return pb.Scan(layer, jax.random.split(k, 3))
+
+
+def _scan_maf(k):
+    def layer(key):
+        return pb.Chain([pb.MaskedAutoregressive(DIM, key=key, width=8, depth=1),
+                         pb.Permute([1, 2, 0]), pb.ActNorm(DIM)])
+    return pb.Scan(layer, jax.random.split(k, 2))
+
+
+# name -> factory(key) -> bijection. Parameters are perturbed away from the init in tests.
+BASE = {
+    "affine": lambda k: pb.Affine(jax.random.normal(k, (DIM,)), jnp.array([0.5, 1.0, 2.0])),
+    "actnorm": lambda k: pb.ActNorm((DIM,)),
+    "permute": lambda k: pb.Permute([2, 0, 1]),
+    "reverse": lambda k: pb.Reverse((DIM,)),
+    "reverse_2d": lambda k: pb.Reverse((2, 2)),
+    "lu_linear": lambda k: pb.LULinear(DIM, permutation=[1, 2, 0]),
+    "affine_coupling": lambda k: pb.AffineCoupling(
+        DIM, key=k, conditioner_width=8, conditioner_depth=1),
+    "affine_coupling_cond": lambda k: pb.AffineCoupling(
+        DIM, key=k, conditioner_width=8, conditioner_depth=1, cond_shape=COND),
+    "additive_coupling": lambda k: pb.AffineCoupling(
+        DIM, key=k, conditioner_width=8, conditioner_depth=1, additive=True, split=2),
+    "affine_coupling_mask_2d": lambda k: pb.AffineCoupling(
+        (2, 2), key=k, mask=_coupling_mask_2d(), conditioner_width=8, conditioner_depth=1),
+    "affine_coupling_custom": lambda k: pb.AffineCoupling(
+        DIM, key=k, split=1, conditioner=eqx.nn.MLP(1, 4, 8, 1, key=k)),
+    "spline_coupling": lambda k: pb.SplineCoupling(
+        DIM, key=k, num_bins=5, interval=B, conditioner_width=8, conditioner_depth=1),
+    "spline_coupling_cond": lambda k: pb.SplineCoupling(
+        DIM, key=k, num_bins=4, interval=B, conditioner_width=8, conditioner_depth=1,
+        cond_shape=COND),
+    "rq_spline": lambda k: pb.RationalQuadraticSpline((DIM,), num_bins=5, interval=B, key=k),
+    "maf": lambda k: pb.MaskedAutoregressive(DIM, key=k, width=8, depth=1),
+    "maf_cond": lambda k: pb.MaskedAutoregressive(DIM, key=k, width=8, depth=2,
+                                                   cond_shape=COND),
+    "maf_spline": lambda k: pb.MaskedAutoregressive(
+        DIM, key=k, transformer="spline", num_bins=4, interval=B, width=8, depth=1),
+    "planar": lambda k: pb.Planar(DIM, key=k, init_scale=0.5),
+    "chain_cond": _chain,
+    "scan_spline_cond": _scan_spline,
+    "scan_maf": _scan_maf,
+}
+INVERTED = ["spline_coupling", "maf_cond", "planar", "scan_spline_cond"]  # IAF = invert_maf
+REGISTRY = dict(BASE)
+for _name in INVERTED:
+    REGISTRY["invert_" + _name] = (lambda f: lambda k: pb.Invert(f(k)))(BASE[_name])
+NAMES = sorted(REGISTRY)
+
+
+def perturb(tree, seed, scale=0.3):
+    """Add ``N(0, scale^2)`` noise to every inexact array leaf (move away from identity).
+
+    The noise comes from NumPy: a ``jax.random`` call per leaf shape would compile a
+    threefry kernel per shape, which dominates a test file like this one.
+    """
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda a: a + scale * rng.standard_normal(a.shape).astype(a.dtype)
+        if eqx.is_inexact_array(a) else a,
+        tree,
+    )
+
+
+@functools.cache
+def _make(name, seed, float_dtype):
+    del float_dtype  # part of the cache key: parameters are built in the active precision
+    return perturb(REGISTRY[name](jax.random.key(seed)), seed)
+
+
+def make(name, seed=0):
+    """The registry entry ``name`` with perturbed parameters (cached per precision)."""
+    return _make(name, seed, str(jnp.result_type(float)))
+
+
+def inputs(bij, seed=1, batch=()):
+    kx, kc = jax.random.split(jax.random.key(seed))
+    x = 1.5 * jax.random.normal(kx, batch + tuple(bij.shape))
+    c = None if bij.cond_shape is None else jax.random.normal(kc, batch + tuple(bij.cond_shape))
+    return x, c
+
+
+@pytest.fixture(params=["float32", "float64"])
+def precision(request):
+    """Run the test body in float32 or (scoped, not leaking) float64."""
+    if request.param == "float64":
+        with jax.enable_x64(True):
+            yield jnp.float64, 1e-10
+    else:
+        yield jnp.float32, 1e-5
+
+
+# One compiled function per test (and bijection structure): eager op-by-op dispatch of
+# whole flows is what makes such test files slow.
+@eqx.filter_jit
+def _round_trip(bij, x, c):
+    y, ld = bij.transform_and_log_det(x, c)
+    x2, ld_inv = bij.inverse_and_log_det(y, c)
+    y2 = bij.transform(bij.inverse(x, c), c)
+    return y, ld, x2, ld_inv, y2
+
+
+@eqx.filter_jit
+def _log_dets_and_jacobian(bij, x, c):
+    def f(v):
+        return bij.transform(v.reshape(bij.shape), c).reshape(-1)
+
+    jac = jax.jacobian(f)(x.reshape(-1))
+    y, ld = bij.transform_and_log_det(x, c)
+    return jac, ld, bij.inverse_and_log_det(y, c)[1]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip(name, precision):
+    dtype, tol = precision
+    bij = make(name)
+    x, c = inputs(bij)
+    assert x.dtype == dtype
+    y, ld, x2, ld_inv, y2 = _round_trip(bij, x, c)
+    assert y.shape == bij.shape and y.dtype == dtype and ld.shape == () and ld.dtype == dtype
+    assert not np.allclose(y, x), "perturbed bijection should not be the identity"
+    np.testing.assert_allclose(x2, x, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ld_inv, -ld, rtol=tol, atol=tol)
+    np.testing.assert_allclose(y2, x, rtol=tol, atol=tol)  # inverse, then forward
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_log_det_matches_jacobian(name, precision):
+    dtype, tol = precision
+    bij = make(name)
+    x, c = inputs(bij, seed=2)
+    size = math.prod(bij.shape)
+    jac, ld, ld_inv = _log_dets_and_jacobian(bij, x, c)
+    assert jac.shape == (size, size)
+    expected = jnp.linalg.slogdet(jac)[1]
+    tol = 1e-4 if dtype == jnp.float32 else 1e-10
+    np.testing.assert_allclose(ld, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(ld_inv, -expected, rtol=tol, atol=tol)  # at the image y
+
+
+def _both_directions(bij, x, c):
+    return bij.transform_and_log_det(x, c), bij.inverse_and_log_det(x, c)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_jit_and_vmap_agree(name):
+    bij = make(name)
+    x, c = inputs(bij, seed=3, batch=(4,))
+    ci = [None if c is None else c[i] for i in range(4)]
+    plain = _both_directions(bij, x[0], ci[0])  # eager, one example
+    jitted = eqx.filter_jit(_both_directions)
+    per_example = [jitted(bij, x[i], ci[i]) for i in range(4)]
+    in_axes = (None, 0, None if c is None else 0)
+    batched = eqx.filter_jit(jax.vmap(_both_directions, in_axes=in_axes))(bij, x, c)
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_example)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    jax.tree_util.tree_map(close, per_example[0], plain)
+    jax.tree_util.tree_map(close, batched, stacked)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_shapes_raise(name):
+    bij = make(name)
+    x, c = inputs(bij)
+    bad = jnp.zeros(tuple(bij.shape) + (2,))
+    for method in (bij.transform_and_log_det, bij.inverse_and_log_det):
+        with pytest.raises(ValueError, match=r"\(3, 2\)|\(2, 2, 2\)") as info:
+            method(bad, c)
+        assert str(tuple(bij.shape)) in str(info.value)
+        if c is not None:
+            with pytest.raises(ValueError, match="condition"):
+                method(x, None)
+            with pytest.raises(ValueError, match=r"\(3,\).*\(2,\)"):
+                method(x, jnp.zeros(3))
+    with pytest.raises(ValueError):  # a batch is not a single example: vmap instead
+        bij.transform(jnp.zeros((5,) + tuple(bij.shape)), c)
+
+
+# ----------------------------------------------------------------------------------------
+# identity at initialisation
+
+IDENTITY_AT_INIT = ["actnorm", "affine_coupling", "affine_coupling_cond",
+                    "additive_coupling", "affine_coupling_mask_2d", "spline_coupling",
+                    "spline_coupling_cond", "maf", "maf_cond", "maf_spline"]
+
+
+@pytest.mark.parametrize("name", IDENTITY_AT_INIT)
+def test_identity_at_init(name):
+    bij = REGISTRY[name](jax.random.key(0))
+    x, c = inputs(bij)
+    y, ld = bij.transform_and_log_det(x, c)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+    np.testing.assert_allclose(ld, 0.0, atol=1e-6)
+
+
+def test_unkeyed_spline_is_identity():
+    bij = pb.RationalQuadraticSpline((4,), num_bins=6, interval=1.5)
+    x = jnp.array([-3.0, -0.7, 0.2, 1.4])
+    y, ld = bij.transform_and_log_det(x)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+    np.testing.assert_allclose(ld, 0.0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# splines
+
+def _random_knots(key, k=6, interval=2.0):
+    kw, kh, kd = jax.random.split(key, 3)
+    return pb.spline_knots(jax.random.normal(kw, (k,)), jax.random.normal(kh, (k,)),
+                           jax.random.normal(kd, (k - 1,)), interval)
+
+
+def test_spline_tails_are_identity():
+    kx, ky, kd = _random_knots(jax.random.key(0))
+    for x in [-10.0, -2.0001, 2.0001, 7.5]:
+        y, ld = pb.rational_quadratic_spline(jnp.asarray(x), kx, ky, kd)
+        assert y == x and ld == 0
+        x2, ld2 = pb.rational_quadratic_spline_inverse(jnp.asarray(x), kx, ky, kd)
+        assert x2 == x and ld2 == 0
+    # knots pinned at the interval ends, unit derivative there: C^1 across the boundary
+    np.testing.assert_allclose([kx[0], kx[-1], ky[0], ky[-1]], [-2, 2, -2, 2], atol=1e-6)
+    for x in [-2.0, 2.0]:  # log-derivative 0 at the boundary knots, from inside
+        _, ld = pb.rational_quadratic_spline(jnp.asarray(x), kx, ky, kd)
+        np.testing.assert_allclose(ld, 0.0, atol=1e-5)
+
+
+def test_spline_monotone_and_log_derivative():
+    kx, ky, kd = _random_knots(jax.random.key(1))
+    xs = jnp.linspace(-2.5, 2.5, 501)
+    ys, lds = jax.vmap(lambda v: pb.rational_quadratic_spline(v, kx, ky, kd))(xs)
+    assert jnp.all(jnp.diff(ys) > 0)
+    grads = jax.vmap(jax.grad(lambda v: pb.rational_quadratic_spline(v, kx, ky, kd)[0]))(xs)
+    np.testing.assert_allclose(lds, jnp.log(grads), rtol=1e-4, atol=1e-4)
+
+
+def test_spline_inverse_float64_precision_at_knots_and_edges():
+    with jax.enable_x64(True):
+        kx, ky, kd = _random_knots(jax.random.key(2), k=7)
+        xs = jnp.concatenate([kx, kx + 1e-12, kx - 1e-12, jnp.linspace(-3.0, 3.0, 1001)])
+        ys = jax.vmap(lambda v: pb.rational_quadratic_spline(v, kx, ky, kd)[0])(xs)
+        back = jax.vmap(lambda v: pb.rational_quadratic_spline_inverse(v, kx, ky, kd)[0])(ys)
+        assert back.dtype == jnp.float64
+        np.testing.assert_allclose(back, xs, rtol=0, atol=1e-12)
+
+
+def test_spline_min_bin_widths_respected():
+    kx, ky, kd = pb.spline_knots(jnp.array([-50.0, 50.0, -50.0]), jnp.zeros(3),
+                                 jnp.array([-50.0, 50.0]), 1.0, min_bin_width=0.01,
+                                 min_derivative=0.01)
+    assert jnp.all(jnp.diff(kx) >= 0.02 - 1e-6)
+    assert jnp.all(kd > 0.01 - 1e-7)
+
+
+# ----------------------------------------------------------------------------------------
+# scan
+
+def test_scan_jaxpr_independent_of_depth():
+    def build(n):
+        def layer(k):
+            return pb.Chain([pb.SplineCoupling(DIM, key=k, num_bins=4, interval=B,
+                                               conditioner_width=8, conditioner_depth=1),
+                             pb.Reverse(DIM)])
+        return pb.Scan(layer, jax.random.split(jax.random.key(0), n))
+
+    x = jnp.ones(DIM)
+    counts = []
+    for n in (2, 16):
+        bij = build(n)
+        assert bij.num_layers == n
+        for fn in (bij.transform_and_log_det, bij.inverse_and_log_det):
+            counts.append(len(jax.make_jaxpr(fn)(x).jaxpr.eqns))
+    assert counts[:2] == counts[2:]
+
+
+def test_scan_equals_chain_of_its_layers():
+    with jax.enable_x64(True):  # float64: compare the algebra, not XLA's float32 fusions
+        bij = make("scan_spline_cond")
+        layers = [jax.tree_util.tree_map(lambda a, i=i: a[i] if eqx.is_array(a) else a,
+                                         bij.layers) for i in range(bij.num_layers)]
+        chain = pb.Chain(layers)
+        x, c = inputs(bij)
+        for method in ("transform_and_log_det", "inverse_and_log_det"):
+            got = getattr(bij, method)(x, c)
+            want = getattr(chain, method)(x, c)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_scan_rejects_bad_keys():
+    with pytest.raises(ValueError, match="typed keys"):
+        pb.Scan(lambda k: pb.ActNorm(DIM), jnp.zeros((3, 2), jnp.uint32))
+
+
+# ----------------------------------------------------------------------------------------
+# layer-specific behaviour
+
+def test_maf_is_autoregressive_and_inverse_is_parallel():
+    bij = make("maf")
+    x, _ = inputs(bij)
+    jac = jax.jacobian(bij.transform)(x)
+    np.testing.assert_allclose(jnp.triu(jac, k=1), 0.0, atol=0)
+    # the inverse makes a single MADE pass: no loop in its jaxpr; the forward has one
+    inv = jax.make_jaxpr(bij.inverse)(x)
+    fwd = jax.make_jaxpr(bij.transform)(x)
+    prims = lambda jp: {e.primitive.name for e in jp.jaxpr.eqns}
+    assert not prims(inv) & {"while", "scan"}
+    assert prims(fwd) & {"while", "scan"}
+
+
+def test_condition_changes_output():
+    for name in ("affine_coupling_cond", "spline_coupling_cond", "maf_cond", "chain_cond"):
+        bij = make(name)
+        x, c = inputs(bij)
+        assert not np.allclose(bij.transform(x, c), bij.transform(x, c + 1.0))
+
+
+def test_affine_scale_parameterisation_and_validation():
+    bij = pb.Affine(1.0, jnp.array([0.5, 2.0]))
+    np.testing.assert_allclose(bij.scale, [0.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(bij.raw_scale, pb.inv_positive(jnp.array([0.5, 2.0])))
+    for bad in (0.0, -1.0, jnp.array([1.0, jnp.nan])):
+        with pytest.raises(ValueError, match="scale must be finite and > 0"):
+            pb.Affine(0.0, bad)
+
+
+def test_constraints_round_trip():
+    with jax.enable_x64(True):
+        v = jnp.array([1e-8, 1e-3, 0.5, 1.0, 30.0, 700.0])
+        np.testing.assert_allclose(pb.positive(pb.inv_positive(v)), v, rtol=1e-12)
+    np.testing.assert_allclose(pb.unit_positive(jnp.zeros(3), 1e-3), 1.0, rtol=1e-6)
+    assert jnp.all(pb.unit_positive(jnp.array([-1e4, 0.0, 1e4]), 0.1) >= 0.1)
+    np.testing.assert_allclose(pb.bin_fractions(jnp.zeros(4)), 0.25, rtol=1e-6)
+
+
+def test_actnorm_init_standardises_data():
+    data = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (500, DIM))
+    bij = pb.actnorm_init(pb.ActNorm(DIM), data)
+    out = jax.vmap(bij.transform)(data)
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(500, 2\)"):
+        pb.actnorm_init(pb.ActNorm(DIM), data[:, :2])
+    with pytest.raises(TypeError):
+        pb.actnorm_init(pb.Affine(jnp.zeros(DIM)), data)
+
+
+def test_lu_linear_matrix_and_identity_init():
+    bij = pb.LULinear(DIM)
+    np.testing.assert_allclose(bij.matrix, jnp.eye(DIM), atol=1e-6)
+    bij = make("lu_linear")
+    x, _ = inputs(bij)
+    np.testing.assert_allclose(bij.transform(x), bij.matrix @ x, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bij.transform_and_log_det(x)[1],
+                               jnp.linalg.slogdet(bij.matrix)[1], rtol=1e-5, atol=1e-5)
+
+
+def test_planar_invertibility_constraint_with_adversarial_params():
+    with jax.enable_x64(True):
+        bij = pb.Planar(DIM, key=jax.random.key(0))
+        w = jnp.array([3.0, -1.0, 0.5])
+        bij = eqx.tree_at(lambda b: (b.w, b.u, b.b), bij, (w, -0.5 * w, jnp.asarray(0.3)))
+        assert -1 < bij.w @ bij._u_hat() < -0.99  # nearly non-invertible
+        xs = jax.random.normal(jax.random.key(1), (50, DIM)) * 3
+        ys = jax.vmap(bij.transform)(xs)
+        np.testing.assert_allclose(jax.vmap(bij.inverse)(ys), xs, atol=1e-10)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="not a permutation"):
+        pb.Permute([0, 0, 1])
+    with pytest.raises(ValueError, match="permutation"):
+        pb.LULinear(3, permutation=[0, 1])
+    with pytest.raises(ValueError, match="mask must be a bool array of shape"):
+        pb.AffineCoupling(3, key=jax.random.key(0), mask=np.array([True, False]))
+    with pytest.raises(ValueError, match="no entry to transform"):
+        pb.AffineCoupling(2, key=jax.random.key(0), mask=np.array([True, True]))
+    with pytest.raises(ValueError, match=r"conditioner maps \(1,\) to \(3,\), expected \(4,\)"):
+        pb.AffineCoupling(3, key=jax.random.key(0), split=1,
+                          conditioner=eqx.nn.MLP(1, 3, 4, 1, key=jax.random.key(0)))
+    with pytest.raises(ValueError, match="num_bins"):
+        pb.SplineCoupling(3, key=jax.random.key(0), num_bins=0)
+    with pytest.raises(ValueError, match="transformer"):
+        pb.MaskedAutoregressive(3, key=jax.random.key(0), transformer="nope")
+    with pytest.raises(ValueError, match="share one shape"):
+        pb.Chain([pb.Reverse(3), pb.Reverse(4)])
+    with pytest.raises(ValueError, match="cond_shape"):
+        pb.Chain([
+            pb.AffineCoupling(3, key=jax.random.key(0), cond_shape=(1,)),
+            pb.AffineCoupling(3, key=jax.random.key(0), cond_shape=(2,)),
+        ])
+    with pytest.raises(TypeError):
+        pb.Invert(jnp.zeros(3))

@@ -1,0 +1,124 @@
+"""Diagnostics: τ_int of AR(1) processes, Monte Carlo errors, ESS and R-hat, the table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.signal import lfilter
+
+from physgen.diagnostics import (
+    autocorrelation,
+    comparison_table,
+    effective_sample_size,
+    ess_bulk,
+    ess_tail,
+    integrated_autocorrelation_time,
+    mcse,
+    mean_and_mcse,
+    render_table,
+    rhat,
+)
+
+
+def ar1(rng, rho, num_chains, num_samples, burn=2000):
+    """Stationary AR(1) ``x_t = ρ x_{t-1} + ε_t``: ``Var = 1/(1-ρ²)``, ``τ = (1+ρ)/(1-ρ)``."""
+    e = rng.normal(size=(num_chains, num_samples + burn))
+    return lfilter([1.0], [1.0, -rho], e, axis=1)[:, burn:]
+
+
+@pytest.mark.parametrize("method", ["wolff", "sokal"])
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.8])
+def test_tau_int_of_ar1_within_its_error(rho, method):
+    x = ar1(np.random.default_rng(7), rho, 4, 25_000)
+    res = integrated_autocorrelation_time(x, method=method)
+    exact = (1 + rho) / (1 - rho)
+    assert res.error > 0 and res.window >= 1
+    assert abs(res.tau - exact) < 2 * res.error, (res, exact)
+    # Madras-Sokal error formula
+    np.testing.assert_allclose(res.error, res.tau * np.sqrt(2 * (2 * res.window + 1) / x.size))
+
+
+def test_autocorrelation_of_ar1():
+    rho = 0.7
+    r = autocorrelation(ar1(np.random.default_rng(1), rho, 2, 50_000))
+    assert r[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(r[1:4], rho ** np.arange(1, 4), atol=0.01)
+
+
+def test_mcse_matches_scatter_of_independent_chain_means():
+    rho, n = 0.6, 4000
+    x = ar1(np.random.default_rng(2), rho, 300, n)
+    errors = np.array([mcse(c) for c in x[:50]])
+    spread = x.mean(1).std(ddof=1)
+    analytic = np.sqrt((1 + rho) / (1 - rho) / (1 - rho**2) / n)
+    np.testing.assert_allclose(errors.mean(), analytic, rtol=0.05)
+    np.testing.assert_allclose(spread, analytic, rtol=0.15)
+    # multi-chain: 4 chains pooled as replicas give the error of the pooled mean
+    mean, err = mean_and_mcse(x[:4])
+    assert mean == pytest.approx(x[:4].mean())
+    np.testing.assert_allclose(err, analytic / 2, rtol=0.15)
+
+
+def test_constant_observable_and_validation():
+    res = integrated_autocorrelation_time(np.ones(100))
+    assert res.tau == 1.0 and res.error == 0.0
+    with pytest.raises(ValueError, match="shape"):
+        integrated_autocorrelation_time(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        mcse(np.array([0.0, 1.0, np.nan, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="method"):
+        integrated_autocorrelation_time(np.zeros(10), method="geyer")
+
+
+def test_ess_of_iid_samples_is_n():
+    x = np.random.default_rng(3).normal(size=(4, 1000))
+    for fn, rtol in [(ess_bulk, 0.15), (ess_tail, 0.25), (effective_sample_size, 0.15)]:
+        np.testing.assert_allclose(float(fn(x)), 4000, rtol=rtol, err_msg=fn.__name__)
+
+
+def test_ess_of_correlated_samples_is_n_over_tau():
+    rho = 0.5
+    x = ar1(np.random.default_rng(5), rho, 4, 1000)  # same shape as above: no recompilation
+    np.testing.assert_allclose(float(ess_bulk(x)), x.size * (1 - rho) / (1 + rho), rtol=0.2)
+
+
+def test_rhat():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 1000))
+    assert float(rhat(x)) < 1.01
+    shifted = x + np.array([0.0, 0.0, 1.0, 1.0])[:, None]
+    assert float(rhat(shifted)) > 1.1
+
+
+def test_comparison_table():
+    rng = np.random.default_rng(8)
+    obs = ar1(rng, 0.5, 4, 2000)
+    rows = [
+        {"method": "HMC", "observable": obs, "num_energy_evals": 40_000, "wall_time": 2.0,
+         "exact": 0.0},
+        {"method": "flow + IS", "estimate": 0.1, "error": 0.05, "ess": 250.0,
+         "num_samples": 1000, "num_energy_evals": 1000, "wall_time": 0.5, "exact": 0.0},
+    ]
+    table = comparison_table(rows)
+    json.dumps(table)  # JSON-ready
+    hmc, flow = table
+    mean, err = mean_and_mcse(obs)
+    assert hmc["estimate"] == pytest.approx(mean) and hmc["error"] == pytest.approx(err)
+    assert hmc["num_samples"] == 8000
+    tau = integrated_autocorrelation_time(obs).tau
+    assert hmc["ess"] == pytest.approx(8000 / tau)
+    assert hmc["ess_per_1k_evals"] == pytest.approx(hmc["ess"] / 40.0)
+    assert hmc["ess_per_s"] == pytest.approx(hmc["ess"] / 2.0)
+    assert hmc["z_score"] == pytest.approx(mean / err)
+    assert flow["z_score"] == pytest.approx(2.0) and flow["ess_per_1k_evals"] == 250.0
+    no_exact = comparison_table([{k: v for k, v in rows[1].items() if k != "exact"}])[0]
+    assert no_exact["exact"] is None and no_exact["z_score"] is None
+    md = render_table(table)
+    assert md.splitlines()[0].startswith("| method") and "flow + IS" in md
+    assert len(md.splitlines()) == 4
+    text = render_table(table, fmt="text")
+    assert "ESS / 1k evals" in text and "HMC" in text
+    with pytest.raises(ValueError, match="observable"):
+        comparison_table([{"method": "x", "num_energy_evals": 1, "wall_time": 1.0}])
