@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from . import (
     bijections as bijections,
+    boltzmann as boltzmann,
     datasets as datasets,
     diagnostics as diagnostics,
     distributions as distributions,
@@ -19,6 +20,7 @@ from . import (
     targets as targets,
     training as training,
 )
+from .boltzmann import BoltzmannGenerator as BoltzmannGenerator
 from .training import (
     CheckpointError as CheckpointError,
     NonFiniteLossError as NonFiniteLossError,

@@ -185,3 +185,43 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         physgen.save(path, DiagNormal(jnp.zeros(2), jnp.ones(2)))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.ckpt"]
+
+
+_TRACES = []
+
+
+class _CountingObjective(physgen.objectives.AbstractObjective):
+    """Reverse KL that counts how often it is traced (a Python side effect at trace time)."""
+
+    inner: ReverseKL
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def loss(self, model, key, batch=None):
+        _TRACES.append(1)
+        return self.inner.loss(model, key, batch)
+
+
+def test_fit_compiles_once_for_all_chunks():
+    obj = _CountingObjective(ReverseKL(_Quadratic([1.0, -1.0], [0.5, 2.0]), 8))
+    _TRACES.clear()
+    physgen.fit(jax.random.key(0), DiagNormal(jnp.zeros(2), jnp.ones(2)), obj, steps=23,
+                chunk_size=5, progress=False)  # 5 chunks, the last one padded
+    assert len(_TRACES) == 1
+
+
+def test_jitted_log_prob_traces_once():
+    from physgen.flows import neural_spline_flow
+
+    flow = neural_spline_flow(jax.random.key(0), 3, num_layers=2, width=8)
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def log_prob(f, x):
+        return f.log_prob(x)
+
+    log_prob(flow, jnp.ones((5, 3)))
+    log_prob(flow, jnp.zeros((5, 3)))
+    with pytest.raises(RuntimeError, match="traced"):
+        log_prob(flow, jnp.zeros((6, 3)))  # a new shape must trace again: the counter works

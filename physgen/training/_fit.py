@@ -148,7 +148,9 @@ def fit(
 
     params, static = eqx.partition(model, filter_spec)
     opt_state = optimizer.init(params)
-    bad = jnp.asarray(-1)
+    # strong int32 (not weak-typed): the chunk's outputs must match its inputs' types, or
+    # the second chunk would compile again.
+    bad = jnp.asarray(-1, dtype=jnp.int32)
     losses, auxes = [], []
     bar = tqdm(total=steps, disable=not progress, desc="fit", dynamic_ncols=True)
     try:
@@ -156,7 +158,7 @@ def fit(
             start = c * chunk_size
             params, opt_state, bad, loss_c, aux_c = _run_chunk(
                 params, static, opt_state, objective, optimizer, data, key,
-                jnp.asarray(start), steps, bad, chunk_size, batch_size,
+                jnp.asarray(start, dtype=jnp.int32), steps, bad, chunk_size, batch_size,
             )
             n = min(chunk_size, steps - start)
             loss_c = np.asarray(loss_c)[:n]

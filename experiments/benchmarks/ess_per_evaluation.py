@@ -1,0 +1,330 @@
+"""ESS per energy evaluation: Boltzmann generator vs MCMC baselines on three targets, one run.
+
+For each target (the 2-D double well of Noé et al. 2019, a 2-D mixture of three well separated
+Gaussians, and the 8-D many-well of FAB) a small neural spline flow is trained by reverse KL
+(data-free), then every method gets the SAME budget of target energy evaluations:
+HMC, NUTS and MALA (BlackJAX, adapted), parallel tempering and adaptive tempered SMC (the
+barrier-crossing baselines), the flow as an importance sampler ("BG reweighted", Kish ESS)
+and as the proposal of an independence Metropolis chain. All MCMC chains start in state A
+(the situation of someone who knows one minimum); SMC starts from its broad reference and
+the BG methods from the flow.
+
+The observable is the indicator of state B, so each method estimates ``p_B``, and from the
+A/B indicators ``ΔF_{B−A} = −log(p_B/p_A)`` (kT), both against exact values (quadrature).
+The flow's training evaluations are reported separately and in a total. Optionally
+(``--reach``) the number of evaluations each method needs for ``se(ΔF) ≤ 0.05 kT`` within 3
+standard errors of exact, by doubling the budget up to ``--reach-cap``.
+
+Writes results.json (one comparison table per target) and ess_per_1k_evals.{png,pdf} to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import machine, write_json  # noqa: E402
+from _compare import (  # noqa: E402
+    BG_METHODS,
+    DEFAULT_METHODS,
+    SamplerSettings,
+    compare_samplers,
+    evals_to_reach,
+    render_rows,
+)
+
+import physgen  # noqa: E402
+from physgen.distributions import DiagNormal  # noqa: E402
+from physgen.flows import neural_spline_flow  # noqa: E402
+from physgen.objectives import ReverseKL  # noqa: E402
+from physgen.targets import DoubleWell, GaussianMixture, ManyWell  # noqa: E402
+
+TARGETS = ("double_well", "gmm", "many_well")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("results/benchmarks/ess_per_evaluation"),
+                   help="output folder")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS))
+    p.add_argument("--budget", type=int, default=100_000,
+                   help="energy evaluations per method for sampling (BG training extra)")
+    p.add_argument("--chains", type=int, default=8, help="MCMC chains / SMC runs")
+    p.add_argument("--steps", type=int, default=1000, help="flow training steps (reverse KL)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per training step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--layers", type=int, default=4, help="spline coupling layers")
+    p.add_argument("--width", type=int, default=32, help="conditioner width")
+    p.add_argument("--reach", choices=["none", "double_well", "all"], default="double_well",
+                   help="targets on which to find the evaluations to reach se(ΔF) <= --se-target")
+    p.add_argument("--se-target", type=float, default=0.05, help="target se(ΔF_B−A) in kT")
+    p.add_argument("--reach-start", type=int, default=4_000, help="first budget of the doubling")
+    p.add_argument("--reach-cap", type=int, default=2_048_000, help="largest budget tried")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.budget = min(args.budget, 10_000)
+        args.chains = min(args.chains, 4)
+        args.steps = min(args.steps, 60)
+        args.batch_size = min(args.batch_size, 64)
+        args.layers, args.width = min(args.layers, 2), min(args.width, 16)
+        args.reach = "none"
+    return args
+
+
+# ----------------------------------------------------------------------------- targets
+def _gmm_target():
+    """Three Gaussians (σ = 0.5) at mutual distances ≈ 5: barriers of ~12 kT; weights
+    0.5 / 0.3 / 0.2. States: A = the region where component 0 is most responsible, B = the
+    same for component 1 (the third mode belongs to neither)."""
+    means = np.array([[-2.5, -1.0], [2.5, -1.0], [0.0, 3.0]])
+    return GaussianMixture(means, 0.5, weights=np.array([0.5, 0.3, 0.2]))
+
+
+def _gmm_exact(target, states, half_width=8.0, n=1601):
+    """``p_A``, ``p_B`` by a 2-D trapezoid-free Riemann sum on a fine grid (the density is
+    normalised and negligible at the edges; error far below 1e-6)."""
+    g = np.linspace(-half_width, half_width, n)
+    xx, yy = np.meshgrid(g, g, indexing="ij")
+    pts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], -1))
+    dens = np.exp(-np.asarray(jax.vmap(target.energy)(pts), dtype=np.float64))
+    cell = (g[1] - g[0]) ** 2
+    in_a = np.asarray(states[0](pts))
+    in_b = np.asarray(states[1](pts))
+    total = dens.sum() * cell
+    p_a, p_b = dens[in_a].sum() * cell / total, dens[in_b].sum() * cell / total
+    return {"p_A": float(p_a), "p_B": float(p_b), "delta_F_B_minus_A": -math.log(p_b / p_a),
+            "quadrature_total_mass": float(total)}
+
+
+def make_problem(name: str):
+    """``(target, states, exact, start, settings, flow_base, description)``."""
+    if name == "double_well":
+        t = DoubleWell(dim=2)
+        ref = t.references()
+        states = (t.state_indicator_A, t.state_indicator_B)
+        exact = {"p_A": ref["p_A"], "p_B": ref["p_B"],
+                 "delta_F_B_minus_A": ref["delta_F_B_minus_A"]}
+        start = jnp.array([ref["minimum_A_x1"], 0.0])
+        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.1, smc_reference_scale=3.0)
+        desc = ("DoubleWell(dim=2), a4,a2,a1,k = 1,6,1,1; A: x1<0, B: x1>0; barrier from A "
+                f"{ref['barrier_height_from_A']:.2f} kT")
+        return t, states, exact, start, settings, None, desc
+    if name == "gmm":
+        t = _gmm_target()
+        comp = jax.vmap(t.component_index)
+
+        def in_a(x):
+            return comp(x.reshape(-1, 2)).reshape(x.shape[:-1]) == 0
+
+        def in_b(x):
+            return comp(x.reshape(-1, 2)).reshape(x.shape[:-1]) == 1
+
+        states = (in_a, in_b)
+        exact = _gmm_exact(t, states)
+        start = jnp.asarray(t.means[0])
+        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.05, pt_replicas=8,
+                                   smc_reference_scale=4.0)
+        base = DiagNormal(jnp.zeros(2), 2.5 * jnp.ones(2))
+        desc = ("GaussianMixture: 3 modes, σ=0.5, weights 0.5/0.3/0.2; A: mode 0, B: mode 1 "
+                "(most responsible component)")
+        return t, states, exact, start, settings, base, desc
+    if name == "many_well":
+        t = ManyWell(dim=8)
+        ref = t.references()
+
+        def in_a(x):
+            return x[..., 0] < 0
+
+        def in_b(x):
+            return x[..., 0] > 0
+
+        states = (in_a, in_b)
+        p_b = ref["p_x_positive"]
+        exact = {"p_A": 1.0 - p_b, "p_B": p_b, "delta_F_B_minus_A": -math.log(p_b / (1 - p_b))}
+        start = t.mode_centres()[0]  # every pair in its left well
+        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.1, smc_reference_scale=3.0)
+        desc = ("ManyWell(dim=8): 16 modes; A: x0<0, B: x0>0 (first pair); chains start in "
+                "the all-left mode")
+        return t, states, exact, start, settings, None, desc
+    raise ValueError(name)
+
+
+# ----------------------------------------------------------------------------- flow
+def train_flow(key, target, base, args):
+    dim = target.event_shape[0]
+    k_init, k_fit = jax.random.split(key)
+    flow = neural_spline_flow(k_init, dim, num_layers=args.layers, width=args.width,
+                              num_bins=8, interval=6.0, base=base)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+    objective = ReverseKL(target, args.batch_size, path_gradient=True)
+    t0 = time.perf_counter()
+    flow, history = physgen.fit(k_fit, flow, objective, steps=args.steps, optimizer=optimizer,
+                                batch_size=args.batch_size, progress=not args.no_progress,
+                                chunk_size=min(100, args.steps))
+    train_time = time.perf_counter() - t0
+    loss = history["loss"]
+    return flow, {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "layers": args.layers,
+        "width": args.width,
+        "objective": "ReverseKL(path_gradient=True)",
+        "num_energy_evals": args.steps * args.batch_size,
+        "train_time_s_incl_compile": train_time,
+        "final_loss_mean_last_10pct": float(np.mean(loss[-max(1, len(loss) // 10):])),
+        "minus_log_Z": -float(target.log_Z()),
+    }
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    key = jax.random.key(args.seed)
+    want_bg = any(m in BG_METHODS for m in args.methods)
+    results = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": machine(),
+        "notes": [
+            "num_energy_evals: target energy evaluations spent sampling (warm-up included; a "
+            "gradient evaluation counts as one); the BG's training evaluations are in "
+            "train_energy_evals and total_energy_evals.",
+            "ESS: bulk ESS (BlackJAX) of the B indicator for MCMC; Kish ESS for BG "
+            "reweighted; between-run variance for SMC. ESS is undefined (null) when a chain "
+            "never leaves A.",
+            "wall_time_s excludes compilation (second run with warm caches); the machine may "
+            "be shared, so timings are noisy.",
+            "estimate ± error is p_B; delta_F is ΔF_B−A = −log(p_B/p_A) in kT with a delta-"
+            "method error (MCSE of 1_B/p_B − 1_A/p_A for MCMC, weights for the BG).",
+        ],
+        "targets": {},
+    }
+    for ti, name in enumerate(args.targets):
+        print(f"[{name}] setting up", flush=True)
+        target, states, exact, start, settings, base, desc = make_problem(name)
+        k_t = jax.random.fold_in(key, ti)
+        k_flow, k_cmp, k_reach = jax.random.split(k_t, 3)
+        flow, train = None, None
+        if want_bg:
+            print(f"[{name}] training the flow: {args.steps} steps × {args.batch_size} samples "
+                  f"(reverse KL)", flush=True)
+            flow, train = train_flow(k_flow, target, base, args)
+            print(f"[{name}]   loss {train['final_loss_mean_last_10pct']:.3f} "
+                  f"(minimum −log Z = {train['minus_log_Z']:.3f}), "
+                  f"{train['train_time_s_incl_compile']:.1f} s", flush=True)
+        print(f"[{name}] comparing {len(args.methods)} methods at {args.budget:,} energy "
+              f"evaluations each", flush=True)
+        rows = compare_samplers(
+            k_cmp, target, energy_budget=args.budget, num_chains=args.chains, flow=flow,
+            flow_train_evals=train["num_energy_evals"] if train else 0,
+            flow_train_time=train["train_time_s_incl_compile"] if train else None,
+            states=states, exact={"observable": exact["p_B"],
+                                  "delta_F": exact["delta_F_B_minus_A"]},
+            initial_position=start, methods=args.methods, settings=settings,
+        )
+        table = render_rows(rows, fmt="text")
+        print(table, flush=True)
+        entry = {"description": desc, "exact": exact, "settings": vars(settings),
+                 "flow_training": train, "table": rows, "table_text": table}
+        if args.reach == "all" or args.reach == name:
+            print(f"[{name}] evaluations to reach se(ΔF) <= {args.se_target} kT within 3 se "
+                  f"(doubling from {args.reach_start:,} to at most {args.reach_cap:,})",
+                  flush=True)
+            entry["evals_to_reach"] = [
+                evals_to_reach(
+                    jax.random.fold_in(k_reach, i), target, m, states=states,
+                    exact_delta_F=exact["delta_F_B_minus_A"], se_target=args.se_target,
+                    start_budget=args.reach_start, cap=args.reach_cap, num_chains=args.chains,
+                    flow=flow, flow_train_evals=train["num_energy_evals"] if train else 0,
+                    initial_position=start, settings=settings,
+                )
+                for i, m in enumerate(args.methods)
+            ]
+            for r in entry["evals_to_reach"]:
+                what = (f"{r['total_energy_evals']:,} (sampling {r['sampling_energy_evals']:,}"
+                        f" + training {r['train_energy_evals']:,})" if r["reached"]
+                        else f"not reached within cap {r['cap']:,}")
+                print(f"    {r['method']:<20} {what}", flush=True)
+        results["targets"][name] = entry
+        write_json(args.out / "results.json", results)  # partial results survive a crash
+
+    results["total_time_s"] = time.perf_counter() - t_start
+    write_json(args.out / "results.json", results)
+    make_figure(args.out, results)
+    print(f"total {results['total_time_s']:.1f} s; results in {args.out / 'results.json'}")
+    return results
+
+
+def make_figure(out: Path, results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = list(results["targets"])
+    methods = []
+    for name in targets:
+        for r in results["targets"][name]["table"]:
+            if r["method"] not in methods:
+                methods.append(r["method"])
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(2.2 + 2.6 * len(targets), 4.2))
+    colors = plt.get_cmap("tab10")
+    vals = [r["ess_per_1k_evals"] for n in targets for r in results["targets"][n]["table"]
+            if r.get("ess_per_1k_evals")]
+    floor = 10 ** math.floor(math.log10(min(vals))) / 10 if vals else 1e-3
+    for j, m in enumerate(methods):
+        for i, name in enumerate(targets):
+            row = next((r for r in results["targets"][name]["table"] if r["method"] == m), None)
+            if row is None:
+                continue
+            xpos = i - 0.4 + (j + 0.5) * width
+            v = row.get("ess_per_1k_evals")
+            label = m if i == 0 else None
+            if not v:
+                ax.plot([xpos], [floor * 1.5], marker="x", color=colors(j), ms=7, label=label)
+                continue
+            ax.bar(xpos, v, width, color=colors(j), label=label)
+            tot = row.get("ess_per_1k_total_evals")
+            if row.get("train_energy_evals") and tot:
+                ax.bar(xpos, tot, width * 0.5, color="none", edgecolor="k", hatch="///", lw=0.6)
+            d = row.get("delta_F") or {}
+            z = d.get("z_score")
+            if z is None or abs(z) > 3:  # estimate off by > 3 se, or no error bar
+                ax.text(xpos, v * 1.15, "!", ha="center", va="bottom", fontsize=9,
+                        color="crimson")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
+    ax.set_xticks(range(len(targets)))
+    ax.set_xticklabels(targets)
+    ax.set_ylabel("ESS per 1000 energy evaluations")
+    budget = results["config"]["budget"]
+    ax.set_title(f"same sampling budget ({budget:,} evaluations); hatched: BG incl. training;\n"
+                 "×: never visited B (ESS undefined); !: ΔF off by > 3 se or no error",
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"ess_per_1k_evals.{ext}", dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
