@@ -62,7 +62,8 @@ class SamplerSettings:
     kernels of PT and SMC, which do not adapt) leapfrog step at ``β = 1``. PT uses
     ``pt_replicas`` inverse temperatures ``geometric_ladder(pt_replicas, pt_beta_min)`` with
     an inner HMC of ``pt_leapfrog`` steps; SMC an inner HMC of ``smc_leapfrog`` steps,
-    ``smc_mcmc_steps`` moves per tempering step and the reference ``N(0, smc_reference_scale²)``.
+    ``smc_mcmc_steps`` moves per tempering step, the reference ``N(0, smc_reference_scale²)``
+    and ``smc_particles`` particles per run (as many runs as the budget pays for).
     ``warmup_fraction`` of each chain's budget goes to warm-up (adaptation / burn-in).
     """
 
@@ -75,6 +76,7 @@ class SamplerSettings:
     smc_leapfrog: int = 5
     smc_mcmc_steps: int = 4
     smc_reference_scale: float = 3.0
+    smc_particles: int = 64
     warmup_fraction: float = 0.2
     min_warmup: int = 20
     is_chunk: int = 1 << 16
@@ -204,34 +206,42 @@ def _smc_sampler(s: SamplerSettings) -> TemperedSMC:
                        reference_scale=s.smc_reference_scale)
 
 
-def _smc_size(key, target, budget, num_chains, s: SamplerSettings) -> int:
-    """Particles per run so that ``num_chains`` runs cost ``budget`` (pilot run, not counted:
-    the number of tempering steps hardly depends on the number of particles)."""
-    n_pilot = 64
-    pilot = run_mcmc(key, _smc_sampler(s), target, num_chains=1, num_samples=n_pilot)
-    per_particle = pilot.num_energy_evals / n_pilot
-    n = int(budget // (num_chains * per_particle))
-    if n < 8:
-        raise BudgetTooSmall(f"budget {budget:,} pays for {n} SMC particles per run "
-                             f"({per_particle:.0f} evaluations per particle)")
-    return n
-
-
-def _run_smc(key, target, num_particles, num_chains, s: SamplerSettings) -> _Run:
-    res = run_mcmc(key, _smc_sampler(s), target, num_chains=num_chains,
-                   num_samples=num_particles)
-    return _Run("smc", res.samples, None, int(res.num_energy_evals), int(res.num_grad_evals),
-                0, float(np.mean(np.asarray(res.acceptance_rate))),
-                dict(num_particles_per_run=num_particles,
-                     tempering_steps=np.asarray(res.extras["num_tempering_steps"]).tolist()))
+def _run_smc(key, target, budget, s: SamplerSettings) -> _Run:
+    """Independent SMC runs of ``smc_particles`` particles, one after another (one compiled
+    shape), while the budget pays for another run at the last run's measured cost (the first
+    run always counts). Needs at least 2 runs for a between-run error."""
+    sampler = _smc_sampler(s)
+    runs, spent, cost = [], 0, None
+    while cost is None or spent + cost <= budget:
+        r = run_mcmc(jax.random.fold_in(key, len(runs)), sampler, target, num_chains=1,
+                     num_samples=s.smc_particles)
+        runs.append(r)
+        cost = int(r.num_energy_evals)
+        spent += cost
+    if len(runs) < 2:
+        raise BudgetTooSmall(f"budget {budget:,} pays for {len(runs)} SMC run of "
+                             f"{s.smc_particles} particles ({cost:,} evaluations per run)")
+    x = jnp.concatenate([r.samples for r in runs], axis=0)
+    return _Run("smc", x, None, spent, sum(int(r.num_grad_evals) for r in runs), 0,
+                float(np.mean([float(np.asarray(r.acceptance_rate)[0]) for r in runs])),
+                dict(num_runs=len(runs), num_particles_per_run=s.smc_particles,
+                     tempering_steps=[int(np.asarray(r.extras["num_tempering_steps"])[0])
+                                      for r in runs]))
 
 
 def _run_imh(key, target, budget, num_chains, flow, s: SamplerSettings) -> _Run:
     # init: one energy per chain (the start is a flow draw); one energy per transition
     warm, n = _split(budget, num_chains, 1, 0, 1, s)
+    k0, key = jax.random.split(key)
+    x0 = _flow_sample(flow, k0, num_chains)  # jitted (run_mcmc's default draw is eager)
     res = run_mcmc(key, FlowIndependenceMetropolis(flow), target, num_chains=num_chains,
-                   num_samples=n, num_warmup=warm)
+                   num_samples=n, num_warmup=warm, initial_position=x0)
     return _mcmc_run(res, num_warmup=warm)
+
+
+@eqx.filter_jit
+def _flow_sample(flow, key, n: int):
+    return flow.sample(key, (n,)).astype(jnp.result_type(float))
 
 
 @eqx.filter_jit
@@ -242,12 +252,12 @@ def _flow_logw(flow, target, key, n: int):
 
 
 def _run_is(key, target, budget, flow, s: SamplerSettings) -> _Run:
-    """``budget`` flow samples (rounded down to whole chunks above one chunk), one energy each."""
-    n = int(budget)
-    chunk = s.is_chunk
-    if n > chunk:
-        n = (n // chunk) * chunk
-    sizes = [min(chunk, n)] * max(1, n // chunk)
+    """``budget`` flow samples in equal chunks of at most ``is_chunk`` (so the total is at
+    most ``count - 1`` below the budget), one energy evaluation each."""
+    count = max(1, math.ceil(int(budget) / s.is_chunk))
+    size = int(budget) // count
+    n = count * size
+    sizes = [size] * count
     xs, lws = [], []
     for k, m in zip(jax.random.split(key, len(sizes)), sizes, strict=True):
         x, lw = _flow_logw(flow, target, k, m)
@@ -356,9 +366,7 @@ def run_method(key, target, method: str, budget: int, *, num_chains: int = 8, fl
     elif method == "PT":
         fn = lambda: _run_pt(key, target, budget, num_chains, x0, s)
     elif method == "SMC":
-        k_pilot, k_run = jax.random.split(key)
-        n = _smc_size(k_pilot, target, budget, num_chains, s)
-        fn = lambda: _run_smc(k_run, target, n, num_chains, s)
+        fn = lambda: _run_smc(key, target, budget, s)
     elif method == "BG reweighted":
         fn = lambda: _run_is(key, target, budget, flow, s)
     elif method == "BG as IMH proposal":
@@ -492,10 +500,11 @@ def _note(est: dict, run: _Run, short_chains: bool = False) -> str:
     notes = []
     if short_chains:
         notes.append("chains shorter than their autocorrelation: error underestimated")
+    unit = "runs" if run.kind == "smc" else "chains"
     if "chains_visiting_B" in est and est["chains_visiting_B"] == 0:
-        notes.append("no chain visited B")
+        notes.append(f"no {unit[:-1]} visited B")
     elif "chains_visiting_B" in est and est["chains_visiting_B"] < est["num_chains"]:
-        notes.append(f"{est['chains_visiting_B']} of {est['num_chains']} chains visited B")
+        notes.append(f"{est['chains_visiting_B']} of {est['num_chains']} {unit} visited B")
     if run.kind == "is" and est.get("fraction_of_samples_in_B", 1.0) == 0:
         notes.append("no flow sample in B")
     if run.kind == "mcmc" and est["ess"] is None:

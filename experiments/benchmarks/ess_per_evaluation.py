@@ -21,6 +21,7 @@ Writes results.json (one comparison table per target) and ess_per_1k_evals.{png,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -219,6 +220,8 @@ def main(argv=None):
     for ti, name in enumerate(args.targets):
         print(f"[{name}] setting up", flush=True)
         target, states, exact, start, settings, base, desc = make_problem(name)
+        if args.quick:
+            settings = dataclasses.replace(settings, smc_particles=16)
         k_t = jax.random.fold_in(key, ti)
         k_flow, k_cmp, k_reach = jax.random.split(k_t, 3)
         flow, train = None, None

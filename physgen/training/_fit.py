@@ -81,7 +81,7 @@ def _run_chunk(params, static, opt_state, objective, optimizer, data, key, start
         return (params, opt_state, bad), (loss, aux)
 
     (params, opt_state, bad), (losses, aux) = jax.lax.scan(
-        body, (params, opt_state, bad), jnp.arange(chunk_size)
+        body, (params, opt_state, bad), jnp.arange(chunk_size, dtype=jnp.int32)
     )
     return params, opt_state, bad, losses, aux
 
