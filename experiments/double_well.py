@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,6 +122,7 @@ def main(argv=None):
     if args.flow == "nsf":
         kw.update(num_bins=args.bins, interval=5.0)
     flow = factory(k_flow, args.dim, **kw)
+    physgen.BoltzmannGenerator(flow, target)  # refuses a flow of the wrong dimension
     if args.objective == "reverse_kl":
         objective = ReverseKL(target, args.batch_size, forward_weight=args.forward_weight)
         data = None
@@ -140,8 +142,9 @@ def main(argv=None):
 
     # -- reweighting ----------------------------------------------------------------------
     t0 = time.perf_counter()
-    x, log_q = jax.jit(lambda k: flow.sample_and_log_prob(k, (args.num_samples,)))(k_sample)
-    logw = rw.log_weights(jax.vmap(target.log_density)(x), log_q)
+    bg = physgen.BoltzmannGenerator(flow, target)
+    x, logw = eqx.filter_jit(lambda b, k: b.sample_and_log_weights(k, args.num_samples))(
+        bg, k_sample)
     in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
     ess = rw.ess_fraction(logw)
     log_z = rw.log_Z(logw)

@@ -28,7 +28,10 @@ def _perturb(model, key, scale=0.3):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(key, len(leaves))
-    leaves = [x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    leaves = [
+        x + scale * jax.random.normal(k, x.shape, x.dtype)
+        for x, k in zip(leaves, keys, strict=True)
+    ]
     return eqx.combine(jax.tree_util.tree_unflatten(tree, leaves), static)
 
 

@@ -225,3 +225,30 @@ def test_jitted_log_prob_traces_once():
     log_prob(flow, jnp.zeros((5, 3)))
     with pytest.raises(RuntimeError, match="traced"):
         log_prob(flow, jnp.zeros((6, 3)))  # a new shape must trace again: the counter works
+
+
+def test_forward_weight_adds_the_forward_kl_gradient_only(x64):
+    target = _Quadratic([1.0, -2.0], [0.5, 2.0])
+    q = DiagNormal(jnp.array([0.5, -1.0]), jnp.array([1.0, 2.5]))  # wider: bounded weights
+    plain = ReverseKL(target, 200_000)
+    mixed = ReverseKL(target, 200_000, forward_weight=1.0)
+    key = jax.random.key(4)
+    (l0, _), g0 = eqx.filter_value_and_grad(plain.loss, has_aux=True)(q, key)
+    (l1, aux), g1 = eqx.filter_value_and_grad(mixed.loss, has_aux=True)(q, key)
+    assert float(l0) == float(l1)  # the printed value is still the reverse KL
+    # analytic KL(p‖q) and its gradient in the means: -(μ_p - μ_q)/σ_q²
+    mp, sp = np.array([1.0, -2.0]), np.array([0.5, 2.0])
+    mq, sq = np.array([0.5, -1.0]), np.array([1.0, 2.5])
+    kl_pq = np.sum(np.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5)
+    assert abs(float(aux["forward_kl"]) - kl_pq) < 0.02
+    np.testing.assert_allclose(g1.loc - g0.loc, -(mp - mq) / sq**2, atol=0.03)
+
+
+def test_boltzmann_generator_checks_shapes_at_construction():
+    target = _Quadratic(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"samples shape \(2,\).*event_shape \(3,\)"):
+        physgen.BoltzmannGenerator(StandardNormal((2,)), target)
+    bg = physgen.BoltzmannGenerator(StandardNormal((3,)), target)
+    x, logw = bg.sample_and_log_weights(jax.random.key(0), 10)
+    # q = N(0, I) and p̃ = exp(-|x|²/2): log w = log Z = (3/2) log 2π for every sample
+    np.testing.assert_allclose(logw, 1.5 * math.log(2 * math.pi), rtol=1e-5)
