@@ -171,9 +171,9 @@ def train_flow(key, target, base, args):
     dim = target.event_shape[0]
     k_init, k_fit = jax.random.split(key)
     flow = neural_spline_flow(k_init, dim, num_layers=args.layers, width=args.width,
-                              num_bins=8, interval=6.0, base=base)
+                              num_bins=16, interval=6.0, base=base)
     optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
-    objective = ReverseKL(target, args.batch_size, path_gradient=True)
+    objective = ReverseKL(target, args.batch_size, forward_weight=1.0)
     t0 = time.perf_counter()
     flow, history = physgen.fit(k_fit, flow, objective, steps=args.steps, optimizer=optimizer,
                                 batch_size=args.batch_size, progress=not args.no_progress,
@@ -185,7 +185,7 @@ def train_flow(key, target, base, args):
         "batch_size": args.batch_size,
         "layers": args.layers,
         "width": args.width,
-        "objective": "ReverseKL(path_gradient=True)",
+        "objective": "ReverseKL(forward_weight=1.0)",
         "num_energy_evals": args.steps * args.batch_size,
         "train_time_s_incl_compile": train_time,
         "final_loss_mean_last_10pct": float(np.mean(loss[-max(1, len(loss) // 10):])),
@@ -280,13 +280,11 @@ def make_figure(out: Path, results: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     targets = list(results["targets"])
-    methods = []
-    for name in targets:
-        for r in results["targets"][name]["table"]:
-            if r["method"] not in methods:
-                methods.append(r["method"])
+    methods = [m for m in DEFAULT_METHODS
+               if any(r["key"] == m for n in targets for r in results["targets"][n]["table"])]
     width = 0.8 / max(1, len(methods))
     fig, ax = plt.subplots(figsize=(2.2 + 2.6 * len(targets), 4.2))
     colors = plt.get_cmap("tab10")
@@ -295,16 +293,15 @@ def make_figure(out: Path, results: dict) -> None:
     floor = 10 ** math.floor(math.log10(min(vals))) / 10 if vals else 1e-3
     for j, m in enumerate(methods):
         for i, name in enumerate(targets):
-            row = next((r for r in results["targets"][name]["table"] if r["method"] == m), None)
+            row = next((r for r in results["targets"][name]["table"] if r["key"] == m), None)
             if row is None:
                 continue
             xpos = i - 0.4 + (j + 0.5) * width
             v = row.get("ess_per_1k_evals")
-            label = m if i == 0 else None
             if not v:
-                ax.plot([xpos], [floor * 1.5], marker="x", color=colors(j), ms=7, label=label)
+                ax.plot([xpos], [floor * 1.5], marker="x", color=colors(j), ms=7)
                 continue
-            ax.bar(xpos, v, width, color=colors(j), label=label)
+            ax.bar(xpos, v, width, color=colors(j))
             tot = row.get("ess_per_1k_total_evals")
             if row.get("train_energy_evals") and tot:
                 ax.bar(xpos, tot, width * 0.5, color="none", edgecolor="k", hatch="///", lw=0.6)
@@ -313,16 +310,17 @@ def make_figure(out: Path, results: dict) -> None:
             if z is None or abs(z) > 3:  # estimate off by > 3 se, or no error bar
                 ax.text(xpos, v * 1.15, "!", ha="center", va="bottom", fontsize=9,
                         color="crimson")
+    handles = [Patch(color=colors(j), label=m) for j, m in enumerate(methods)]
     ax.set_yscale("log")
-    ax.set_ylim(bottom=floor)
+    ax.set_ylim(floor, (max(vals) if vals else 1.0) * 100)
     ax.set_xticks(range(len(targets)))
     ax.set_xticklabels(targets)
     ax.set_ylabel("ESS per 1000 energy evaluations")
     budget = results["config"]["budget"]
     ax.set_title(f"same sampling budget ({budget:,} evaluations); hatched: BG incl. training;\n"
-                 "×: never visited B (ESS undefined); !: ΔF off by > 3 se or no error",
+                 "×: ESS 0 or undefined (B never visited); !: ΔF off by > 3 se or no error",
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(out / f"ess_per_1k_evals.{ext}", dpi=130)
