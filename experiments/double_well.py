@@ -65,6 +65,11 @@ def parse_args(argv=None):
                    help="flow samples for reweighting")
     p.add_argument("--hmc-chains", type=int, default=16)
     p.add_argument("--hmc-samples", type=int, default=2000, help="HMC draws per chain")
+    p.add_argument("--compare", action="store_true",
+                   help="also run HMC, NUTS, MALA, parallel tempering, tempered SMC and the BG "
+                        "as an IMH proposal on the same energy budget (adds a few minutes)")
+    p.add_argument("--compare-budget", type=int, default=100_000,
+                   help="sampling energy evaluations per method in the comparison")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -197,11 +202,50 @@ def main(argv=None):
                     "zscore": (pb - ref["p_B"]) / pb_se if pb_se > 0 else -math.inf},
         },
     }
+    if args.compare:
+        from _compare import compare_samplers, render_rows
+
+        budget = min(args.compare_budget, 20_000) if args.quick else args.compare_budget
+        rows = compare_samplers(
+            jax.random.fold_in(key, 7), target, energy_budget=budget,
+            num_chains=4 if args.quick else 8, flow=flow, flow_train_evals=train_evals,
+            flow_train_time=train_time,
+            states=(target.state_indicator_A, target.state_indicator_B),
+            exact={"observable": ref["p_B"], "delta_F": ref["delta_F_B_minus_A"]},
+            initial_position=jnp.zeros(args.dim).at[0].set(ref.get("minimum_A_x1", -1.77)),
+            log=None if args.no_progress else print,
+        )
+        results["comparison"] = {"energy_budget_per_method": budget, "observable": "1[x1 > 0]",
+                                 "table": rows}
+        (args.out / "comparison.md").write_text(render_rows(rows) + "\n")
+        make_comparison_figure(args.out, rows)
     results["total_time_s"] = time.perf_counter() - t_start
     write_json(args.out / "results.json", results)
     make_figures(args.out, target, history, np.asarray(x), np.asarray(logw), profile, hmc)
     print_summary(results)
+    if args.compare:
+        print((args.out / "comparison.md").read_text())
     return results
+
+
+def make_comparison_figure(out, rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["method"] for r in rows]
+    vals = [r["ess_per_1k_evals"] or 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.bar(range(len(rows)), [max(v, 1e-3) for v in vals], color="C0")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
+    ax.set_ylabel("ESS of 1[x1>0] per 1000 energy evals")
+    ax.set_title("double well, same sampling budget (BG training not included)")
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"ess_per_evaluation.{ext}", dpi=120)
+    plt.close(fig)
 
 
 def print_summary(r):

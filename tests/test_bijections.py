@@ -180,6 +180,7 @@ def test_registry(name, precision):
         np.testing.assert_allclose(ld, jnp.linalg.slogdet(jac)[1], rtol=tol, atol=tol)
     else:
         y, ld, x2, ld_inv = _round_trip(bij, x, c)
+    if dtype == jnp.float32 and not name.startswith("invert_"):
         # batch of three whose first row is (x, c): vmap must not mix examples
         xs, cs = inputs(bij, seed=3, batch=(3,))
         xs = xs.at[0].set(x)
@@ -289,8 +290,10 @@ def test_spline_inverse_float64_precision_at_knots_and_edges():
     with jax.enable_x64(True):
         kx, ky, kd = _random_knots(jax.random.key(2), k=7)
         xs = jnp.concatenate([kx, kx + 1e-12, kx - 1e-12, jnp.linspace(-3.0, 3.0, 1001)])
-        ys = jax.vmap(lambda v: pb.rational_quadratic_spline(v, kx, ky, kd)[0])(xs)
-        back = jax.vmap(lambda v: pb.rational_quadratic_spline_inverse(v, kx, ky, kd)[0])(ys)
+        ys = jax.jit(jax.vmap(lambda v: pb.rational_quadratic_spline(v, kx, ky, kd)[0]))(xs)
+        back = jax.jit(
+            jax.vmap(lambda v: pb.rational_quadratic_spline_inverse(v, kx, ky, kd)[0])
+        )(ys)
         assert back.dtype == jnp.float64
         np.testing.assert_allclose(back, xs, rtol=0, atol=1e-12)
 
@@ -363,7 +366,8 @@ def test_condition_changes_output():
     for name in ("affine_coupling_cond", "spline_coupling_cond", "maf_cond", "chain_cond"):
         bij = make(name)
         x, c = inputs(bij)
-        assert not np.allclose(bij.transform(x, c), bij.transform(x, c + 1.0))
+        fwd = eqx.filter_jit(type(bij).transform)
+        assert not np.allclose(fwd(bij, x, c), fwd(bij, x, c + 1.0))
 
 
 def test_affine_scale_parameterisation_and_validation():
