@@ -8,14 +8,17 @@ import jax.numpy as jnp
 
 from .._custom_types import Array, Key, Scalar, Shape
 from ._base import AbstractBijection
+from ._constraints import unit_positive
 from ._utils import as_shape, check_inputs
 
 
 class Planar(AbstractBijection):
     """``y = x + û tanh(wᵀx + b)`` on one example (flattened to a vector of ``D`` entries).
 
-    Invertibility: ``û = u + (m(wᵀu) - wᵀu) w / |w|^2`` with ``m(a) = -1 + softplus(a)``, so
-    ``wᵀû = m(wᵀu) > -1``. ``log|det| = log(1 + wᵀû tanh'(wᵀx + b))``.
+    Invertibility: ``û = u + (m(wᵀu) - wᵀu) w / |w|^2`` with
+    ``m(a) = unit_positive(a) - 1 = -1 + softplus(a + log(e - 1))``, so ``wᵀû = m(wᵀu) > -1``;
+    unlike Rezende & Mohamed's ``-1 + softplus(a)`` it has ``m(0) = 0`` and ``m'(0) = 1 - 1/e``,
+    so small ``u`` gives small ``û`` and a new layer is close to the identity. ``log|det| = log(1 + wᵀû tanh'(wᵀx + b))``.
     Inverse: ``α = wᵀx`` solves the scalar monotone equation ``α + wᵀû tanh(α + b) = wᵀy``
     (bracketed in ``[wᵀy - |wᵀû|, wᵀy + |wᵀû|]``; safeguarded Newton, to machine precision),
     then ``x = y - û tanh(α + b)``. Gradients of the inverse come from the implicit function
@@ -51,7 +54,7 @@ class Planar(AbstractBijection):
         wu = self.w @ self.u
         w2 = self.w @ self.w
         safe_w2 = jnp.where(w2 > 0, w2, 1)
-        m = -1 + jax.nn.softplus(wu)
+        m = unit_positive(wu) - 1
         return self.u + (m - wu) * self.w / safe_w2
 
     def transform_and_log_det(

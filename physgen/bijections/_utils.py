@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from .._errors import check_single_example
 
@@ -26,13 +27,18 @@ def check_inputs(bijection, x, condition, what: str = "x"):
 
 
 def as_shape(shape, what: str = "shape") -> tuple[int, ...]:
-    """Normalise an int or a sequence of ints into a shape tuple, or raise ``TypeError``."""
-    if isinstance(shape, int):
+    """Normalise an int or a sequence of ints into a shape tuple.
+
+    Raises ``TypeError`` for anything that is not an int or a sequence of ints, and
+    ``ValueError`` for negative sizes.
+    """
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    try:
-        out = tuple(int(s) for s in shape)
-    except TypeError as e:
-        raise TypeError(f"{what} must be a tuple of ints, got {shape!r}") from e
-    if any(s < 0 for s in out) or any(int(s) != s for s in shape):
-        raise ValueError(f"{what} must hold non-negative ints, got {shape!r}")
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{what} must be an int or a tuple of ints, got {shape!r}")
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"{what} must be an int or a tuple of ints, got {shape!r}")
+    out = tuple(int(s) for s in shape)
+    if any(s < 0 for s in out):
+        raise ValueError(f"{what} must hold non-negative sizes, got {out}")
     return out
