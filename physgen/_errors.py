@@ -1,4 +1,4 @@
-"""Input validation shared by all modules: errors name the problem, the expected and the received."""
+"""Input validation shared by all modules: errors name the problem, expected and received."""
 
 from __future__ import annotations
 

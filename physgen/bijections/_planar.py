@@ -18,7 +18,8 @@ class Planar(AbstractBijection):
     Invertibility: ``û = u + (m(wᵀu) - wᵀu) w / |w|^2`` with
     ``m(a) = unit_positive(a) - 1 = -1 + softplus(a + log(e - 1))``, so ``wᵀû = m(wᵀu) > -1``;
     unlike Rezende & Mohamed's ``-1 + softplus(a)`` it has ``m(0) = 0`` and ``m'(0) = 1 - 1/e``,
-    so small ``u`` gives small ``û`` and a new layer is close to the identity. ``log|det| = log(1 + wᵀû tanh'(wᵀx + b))``.
+    so small ``u`` gives small ``û`` and a new layer is close to the identity.
+    ``log|det| = log(1 + wᵀû tanh'(wᵀx + b))``.
     Inverse: ``α = wᵀx`` solves the scalar monotone equation ``α + wᵀû tanh(α + b) = wᵀy``
     (bracketed in ``[wᵀy - |wᵀû|, wᵀy + |wᵀû|]``; safeguarded Newton, to machine precision),
     then ``x = y - û tanh(α + b)``. Gradients of the inverse come from the implicit function

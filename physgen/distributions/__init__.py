@@ -2,6 +2,5 @@
 
 from ._base import AbstractDistribution as AbstractDistribution
 from ._mixture import GaussianMixture as GaussianMixture
-from ._normal import DiagNormal as DiagNormal
-from ._normal import StandardNormal as StandardNormal
+from ._normal import DiagNormal as DiagNormal, StandardNormal as StandardNormal
 from ._transformed import Transformed as Transformed

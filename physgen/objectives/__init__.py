@@ -2,11 +2,7 @@
 
 from ._base import (
     AbstractDataObjective as AbstractDataObjective,
-)
-from ._base import (
     AbstractObjective as AbstractObjective,
 )
-from ._likelihood import ForwardKL as ForwardKL
-from ._likelihood import MaximumLikelihood as MaximumLikelihood
-from ._reverse_kl import MixedKL as MixedKL
-from ._reverse_kl import ReverseKL as ReverseKL
+from ._likelihood import ForwardKL as ForwardKL, MaximumLikelihood as MaximumLikelihood
+from ._reverse_kl import MixedKL as MixedKL, ReverseKL as ReverseKL

@@ -1,12 +1,9 @@
 """Targets: unnormalised Boltzmann densities ``exp(-beta * E(x))``, some with exact references."""
 
-from ._base import AbstractExactTarget as AbstractExactTarget
-from ._base import AbstractTarget as AbstractTarget
-from ._checks import checked_energy as checked_energy
-from ._checks import checked_log_density as checked_log_density
+from ._base import AbstractExactTarget as AbstractExactTarget, AbstractTarget as AbstractTarget
+from ._checks import checked_energy as checked_energy, checked_log_density as checked_log_density
 from ._double_well import DoubleWell as DoubleWell
 from ._gaussian import Gaussian as Gaussian
-from ._gaussian_mixture import GaussianMixture as GaussianMixture
-from ._gaussian_mixture import fab_gmm40 as fab_gmm40
+from ._gaussian_mixture import GaussianMixture as GaussianMixture, fab_gmm40 as fab_gmm40
 from ._many_well import ManyWell as ManyWell
 from ._mueller_brown import MuellerBrown as MuellerBrown
