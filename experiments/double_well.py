@@ -198,6 +198,8 @@ def main(argv=None):
             "num_energy_evals": int(hmc.num_energy_evals),
             "num_grad_evals": int(hmc.num_grad_evals),
             "wall_time_s": hmc_time,
+            # no crossing: every draw has 1[x1 > 0] = 0 and the MCSE is 0, so z = -inf says
+            # the estimate is wrong by arbitrarily many (estimated) standard errors.
             "p_B": {"value": pb, "stderr": pb_se, "exact": ref["p_B"],
                     "zscore": (pb - ref["p_B"]) / pb_se if pb_se > 0 else -math.inf},
         },
@@ -263,7 +265,11 @@ def print_summary(r):
     print(line("p_A", bg["p_A"]))
     print(f"HMC from the left well: {hmc['chains_that_visited_B']} of {hmc['num_chains']} chains "
           f"visited B, {hmc['num_energy_evals']:,} energy evaluations")
-    print(line("p_B (HMC)", hmc["p_B"]))
+    if hmc["chains_that_visited_B"] == 0:
+        print(f"  p_B (HMC)              +0.00000 (no chain crossed the barrier: the Monte Carlo "
+              f"error is not estimable)   exact {hmc['p_B']['exact']:+.5f}")
+    else:
+        print(line("p_B (HMC)", hmc["p_B"]))
     print(f"total {r['total_time_s']:.1f} s; results in results.json")
 
 
