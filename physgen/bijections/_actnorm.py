@@ -6,48 +6,47 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._custom_types import Array, Scalar, Shape
+from ._affine import Affine
 from ._base import AbstractBijection
-from ._constraints import inv_positive, positive
-from ._utils import as_shape, check_inputs
+from ._constraints import inv_positive
+from ._utils import as_shape
 
 
 class ActNorm(AbstractBijection):
     """``y = loc + scale * x`` with one ``(loc, scale)`` per entry of ``shape``.
 
-    ``log|det| = sum(log scale)``; ``scale = positive(raw_scale)``. Starts as the identity;
-    :func:`actnorm_init` sets ``loc``/``scale`` so a data batch comes out with zero mean and
-    unit variance per feature (Kingma & Dhariwal 2018). Unconditional.
+    An identity-initialised :class:`Affine` (held, not re-implemented): ``log|det| =
+    sum(log scale)``. :func:`actnorm_init` sets ``loc``/``scale`` so a data batch comes out
+    with zero mean and unit variance per feature (Kingma & Dhariwal 2018). Unconditional.
     """
 
-    loc: Array
-    raw_scale: Array
+    affine: Affine
     shape: Shape = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True)
 
     def __init__(self, shape: Shape):
         shape = as_shape(shape)
-        self.loc = jnp.zeros(shape)
-        self.raw_scale = jnp.full(shape, inv_positive(1.0))
+        self.affine = Affine(jnp.zeros(shape), jnp.ones(shape))
         self.shape = shape
         self.cond_shape = None
 
     @property
+    def loc(self) -> Array:
+        return self.affine.loc
+
+    @property
     def scale(self) -> Array:
-        return positive(self.raw_scale)
+        return self.affine.scale
 
     def transform_and_log_det(
         self, x: Array, condition: Array | None = None
     ) -> tuple[Array, Scalar]:
-        x = check_inputs(self, x, condition)
-        scale = self.scale
-        return self.loc + scale * x, jnp.sum(jnp.log(scale))
+        return self.affine.transform_and_log_det(x, condition)
 
     def inverse_and_log_det(
         self, y: Array, condition: Array | None = None
     ) -> tuple[Array, Scalar]:
-        y = check_inputs(self, y, condition, "y")
-        scale = self.scale
-        return (y - self.loc) / scale, -jnp.sum(jnp.log(scale))
+        return self.affine.inverse_and_log_det(y, condition)
 
 
 def actnorm_init(bijection: ActNorm, data: Array, eps: float = 1e-6) -> ActNorm:
@@ -68,7 +67,7 @@ def actnorm_init(bijection: ActNorm, data: Array, eps: float = 1e-6) -> ActNorm:
     scale = 1.0 / (jnp.std(data, axis=0) + eps)
     loc = -jnp.mean(data, axis=0) * scale
     return eqx.tree_at(
-        lambda b: (b.loc, b.raw_scale),
+        lambda b: (b.affine.loc, b.affine.raw_scale),
         bijection,
         (loc.astype(dtype), inv_positive(scale).astype(dtype)),
     )

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array, Key, Scalar, Shape
+from ..bijections._constraints import inv_positive, positive
 from ._base import AbstractDistribution
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -27,8 +28,6 @@ class GaussianMixture(AbstractDistribution):
     cond_shape: Shape | None = None
 
     def __init__(self, means: Array, scales: Array, weights: Array | None = None):
-        from ..bijections._constraints import inv_positive
-
         means = jnp.asarray(means, dtype=jnp.result_type(float))
         if means.ndim != 2:
             raise ValueError(f"means must have shape (K, d), got {means.shape}")
@@ -47,8 +46,6 @@ class GaussianMixture(AbstractDistribution):
 
     @property
     def scales(self) -> Array:
-        from ..bijections._constraints import positive
-
         return positive(self.raw_scales)
 
     @property

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array, Key, Scalar, Shape
+from ..bijections._constraints import inv_positive, positive
 from ._base import AbstractDistribution
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -43,8 +44,6 @@ class DiagNormal(AbstractDistribution):
     cond_shape: Shape | None = None
 
     def __init__(self, loc: Array, scale: Array):
-        from ..bijections._constraints import inv_positive
-
         loc = jnp.asarray(loc, dtype=jnp.result_type(float))
         scale = jnp.broadcast_to(jnp.asarray(scale, dtype=loc.dtype), loc.shape)
         if not bool(jnp.all(scale > 0)):
@@ -56,8 +55,6 @@ class DiagNormal(AbstractDistribution):
 
     @property
     def scale(self) -> Array:
-        from ..bijections._constraints import positive
-
         return positive(self.raw_scale)
 
     def _log_prob(self, x: Array, condition=None) -> Scalar:

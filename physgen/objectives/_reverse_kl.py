@@ -7,16 +7,9 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array, Key
+from ..boltzmann._generator import BoltzmannGenerator
 from ..targets._base import AbstractTarget
 from ._base import AbstractDataObjective, AbstractObjective
-
-
-def _check_shapes(model, target):
-    if tuple(model.shape) != tuple(target.event_shape):
-        raise ValueError(
-            f"the model samples shape {tuple(model.shape)} but the target "
-            f"{type(target).__name__} has event_shape {tuple(target.event_shape)}"
-        )
 
 
 def reverse_kl_terms(model, target: AbstractTarget, key: Key, num_samples: int,
@@ -28,7 +21,7 @@ def reverse_kl_terms(model, target: AbstractTarget, key: Key, num_samples: int,
     is dropped from the gradient, whose variance then vanishes at ``q = p`` (Roeder et al.
     2017; Vaitl et al. 2022 for Boltzmann generators). Costs one inverse pass.
     """
-    _check_shapes(model, target)
+    BoltzmannGenerator(model, target)  # refuses mismatched shapes at trace time
     if path_gradient:
         params, static = eqx.partition(model, eqx.is_inexact_array)
         frozen = eqx.combine(jax.lax.stop_gradient(params), static)
