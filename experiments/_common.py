@@ -52,3 +52,45 @@ def timer(store: dict, name: str):
     t0 = time.perf_counter()
     yield
     store[name] = time.perf_counter() - t0
+
+
+def add_device_args(parser) -> None:
+    """Add ``--devices N``: split batches and chains over N devices (a ``jax.sharding`` mesh).
+
+    Call :func:`mesh_from_args` right after parsing, before any JAX computation: on CPU it
+    then creates N host devices itself.
+    """
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run data-parallel over N devices (a jax.sharding mesh; on CPU, N host "
+        "devices are created); default: one device, no mesh",
+    )
+
+
+def mesh_from_args(args):
+    """The mesh asked for by ``--devices`` (``None`` without it): pass it as ``mesh=`` to
+    ``physgen.fit``, ``run_mcmc`` and ``BoltzmannGenerator.sample_and_log_weights``.
+
+    Before JAX has run anything, asking for more devices than the CPU backend has creates
+    them (``jax_num_cpu_devices``); on an accelerator the mesh uses the real devices.
+    """
+    n = getattr(args, "devices", None)
+    if n is None:
+        return None
+    if n < 1:
+        raise SystemExit(f"--devices must be >= 1, got {n}")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:
+        pass  # JAX already started: use the devices it has
+    from physgen.parallel import make_mesh
+
+    if n > jax.device_count():
+        raise SystemExit(
+            f"--devices {n}: only {jax.device_count()} {jax.devices()[0].platform} device(s) "
+            "available"
+        )
+    return make_mesh(n)

@@ -15,6 +15,13 @@ counts as an energy evaluation) and scores them with one set of diagnostics:
 - "BG reweighted": ``N`` independent flow samples, self-normalised importance weights,
   Kish's ESS and delta-method errors (``physgen.reweighting``). The flow's training
   evaluations are reported as a separate column and in a total.
+- "BG stratified": stratified importance sampling over the states. A flow sample costs no
+  energy evaluation, so the flow's own stratum masses ``q_S`` (S = A, B, rest) are counted
+  from a large pool of free draws; the energy budget is spent only on importance weights
+  ``w = p̃/q`` of equally many pool members per stratum. ``Z_S = q_S E_{q|S}[w]``, so
+  ``ΔF_{B−A} = −log(q_B/q_A) − log(w̄_B/w̄_A)``: the rare state B gets as many weighted
+  samples as A, where plain reweighting needs ``~1/(p_B se²)`` samples. Flow draws are
+  reported in ``num_flow_evals``.
 
 Wall times exclude compilation: each method is run twice with the same key and shapes and the
 second (cached) run is timed. :func:`evals_to_reach` finds, by doubling the budget, how many
@@ -50,7 +57,7 @@ from physgen.samplers import (
 )
 
 MCMC_METHODS = ("HMC", "NUTS", "MALA", "PT", "SMC")
-BG_METHODS = ("BG reweighted", "BG as IMH proposal")
+BG_METHODS = ("BG reweighted", "BG stratified", "BG as IMH proposal")
 DEFAULT_METHODS = MCMC_METHODS + BG_METHODS
 
 
@@ -65,6 +72,8 @@ class SamplerSettings:
     ``smc_mcmc_steps`` moves per tempering step, the reference ``N(0, smc_reference_scale²)``
     and ``smc_particles`` particles per run (as many runs as the budget pays for).
     ``warmup_fraction`` of each chain's budget goes to warm-up (adaptation / burn-in).
+    "BG stratified" counts stratum masses on ``strat_pool`` free flow draws and needs
+    ``strat_min_per_stratum`` weighted samples in each state it estimates.
     """
 
     step_size: float = 0.1
@@ -80,20 +89,23 @@ class SamplerSettings:
     warmup_fraction: float = 0.2
     min_warmup: int = 20
     is_chunk: int = 1 << 16
+    strat_pool: int = 1 << 20
+    strat_min_per_stratum: int = 32
 
 
 @dataclass
 class _Run:
     """Raw output of one method at one budget (before estimation)."""
 
-    kind: str  # "mcmc" | "smc" | "is"
-    x: Any = None  # mcmc (chains, S, *ev); smc (runs, N, *ev); is (N, *ev)
-    logw: Any = None  # is only
+    kind: str  # "mcmc" | "smc" | "is" | "strat"
+    x: Any = None  # mcmc (chains, S, *ev); smc (runs, N, *ev); is, strat (N, *ev)
+    logw: Any = None  # is, strat
     num_energy_evals: int = 0
     num_grad_evals: int = 0
     num_flow_evals: int = 0
     acceptance_rate: float | None = None
     info: dict = field(default_factory=dict)
+    labels: Any = None  # strat: stratum of each weighted sample (0 = A, 1 = B, 2 = rest)
 
 
 class BudgetTooSmall(Exception):
@@ -268,6 +280,111 @@ def _run_is(key, target, budget, flow, s: SamplerSettings) -> _Run:
     return _Run("is", x, logw, n, 0, n, None, {})
 
 
+@eqx.filter_jit
+def _flow_strata(flow, key, n: int, in_a, in_b):
+    x = flow.sample(key, (n,)).astype(jnp.result_type(float))
+    a, b = in_a(x), in_b(x)
+    return x, jnp.where(a, 0, jnp.where(b, 1, 2))
+
+
+@eqx.filter_jit
+def _target_logw(flow, target, x):
+    return jax.vmap(target.log_density)(x) - flow.log_prob(x)
+
+
+def _run_stratified(key, target, budget, flow, states, s: SamplerSettings) -> _Run:
+    """Stratified importance sampling (see the module docstring): ``strat_pool`` free flow
+    draws give the stratum counts; ``budget`` energy evaluations are shared equally by the
+    non-empty strata (a stratum with fewer pool members than its share gives the rest to the
+    others). Members of a stratum, taken in pool order, are i.i.d. ``q|S`` given the counts."""
+    if states is None:
+        raise ValueError("'BG stratified' needs states=(in_A, in_B)")
+    budget = int(budget)
+    chunks = max(1, math.ceil(s.strat_pool / s.is_chunk))
+    xs, labels = [], []
+    for k in jax.random.split(key, chunks):
+        x, lab = _flow_strata(flow, k, s.strat_pool // chunks, states[0], states[1])
+        xs.append(np.asarray(x))
+        labels.append(np.asarray(lab))
+    x, lab = np.concatenate(xs), np.concatenate(labels)
+    counts = np.bincount(lab, minlength=3)
+    take = np.zeros(3, dtype=int)
+    left, open_ = budget, [k for k in range(3) if counts[k] > 0]
+    while open_ and left > 0:  # equal shares, capped by the pool
+        share = max(1, left // len(open_))
+        for k in list(open_):
+            add = min(share, counts[k] - take[k], left)
+            take[k] += add
+            left -= add
+            if take[k] == counts[k]:
+                open_.remove(k)
+            if left == 0:
+                break
+    if take[0] < s.strat_min_per_stratum or take[1] < s.strat_min_per_stratum:
+        raise BudgetTooSmall(
+            f"budget {budget:,} gives {take[0]} / {take[1]} weighted samples in A / B; need "
+            f"{s.strat_min_per_stratum} each (pool counts {counts[0]:,} / {counts[1]:,})")
+    idx = np.concatenate([np.flatnonzero(lab == k)[: take[k]] for k in range(3)])
+    xw = jnp.asarray(x[idx])
+    logw = _target_logw(flow, target, xw)
+    logw.block_until_ready()
+    n = int(take.sum())
+    return _Run("strat", xw, logw, n, 0, int(x.shape[0]) + n, None,
+                {"pool": int(x.shape[0]), "pool_counts_A_B_rest": counts.tolist(),
+                 "weighted_A_B_rest": take.tolist()}, labels=lab[idx])
+
+
+def _stratified_estimate(run: _Run, observable) -> dict:
+    """``Z_S = q_S w̄_S`` per stratum; ``p_B``-type observable and ``ΔF_{B−A}`` with
+    delta-method errors: ``Cov(log Ẑ_S, log Ẑ_T) = δ_ST Var(w_S)/(n_S w̄_S²) +
+    (δ_ST/q_S − 1)/M`` (sample means and multinomial pool counts)."""
+    lab = run.labels
+    counts = np.asarray(run.info["pool_counts_A_B_rest"], dtype=np.float64)
+    M = counts.sum()
+    logw = np.asarray(run.logw, dtype=np.float64)
+    if not np.all(np.isfinite(logw)):
+        raise FloatingPointError("non-finite importance weights in 'BG stratified'")
+    shift = logw.max()
+    w = np.exp(logw - shift)
+    o = np.asarray(observable(run.x), dtype=np.float64)
+    present = [k for k in range(3) if np.any(lab == k)]
+    log_z, var_log_w, o_mean, o_cov = {}, {}, {}, {}
+    for k in present:
+        wk, ok = w[lab == k], o[lab == k]
+        m = wk.mean()
+        log_z[k] = math.log(counts[k] / M) + math.log(m) + shift
+        var_log_w[k] = float(wk.var(ddof=1) / (wk.size * m * m)) if wk.size > 1 else math.inf
+        o_mean[k] = float(np.sum(wk * ok) / np.sum(wk))  # ratio estimate of E_{p|S}[o]
+        o_cov[k] = float(np.mean((wk / m) ** 2 * (ok - o_mean[k]) ** 2) / wk.size)
+    K = len(present)
+    cov = np.zeros((K, K))
+    for i, k in enumerate(present):
+        for j, m in enumerate(present):
+            cov[i, j] = ((1.0 / (counts[k] / M) if k == m else 0.0) - 1.0) / M
+        cov[i, i] += var_log_w[k]
+    lz = np.array([log_z[k] for k in present])
+    p = np.exp(lz - lz.max())
+    p /= p.sum()
+    om = np.array([o_mean[k] for k in present])
+    est = float(p @ om)
+    grad = p * (om - est)  # ∂ est / ∂ log Z_S
+    var = float(grad @ cov @ grad + np.sum(p**2 * np.array([o_cov[k] for k in present])))
+    se = math.sqrt(max(var, 0.0))
+    i_a, i_b = present.index(0), present.index(1)
+    d_value = -(lz[i_b] - lz[i_a])
+    d_var = cov[i_a, i_a] + cov[i_b, i_b] - 2 * cov[i_a, i_b]
+    # target variance of o, for the variance-equivalent ESS σ²/se² (as for SMC)
+    o2 = np.array([np.sum(w[lab == k] * o[lab == k] ** 2) / np.sum(w[lab == k])
+                   for k in present])
+    o_var = float(p @ o2 - est**2)
+    ess = min(float(run.num_energy_evals), o_var / var) if var > 0 else None
+    n = int(run.num_energy_evals)
+    return {"estimate": est, "error": se, "ess": ess, "num_samples": n,
+            "ess_fraction": None if ess is None else ess / n,
+            "delta_F": {"value": float(d_value), "stderr": float(math.sqrt(d_var))},
+            "fraction_of_samples_in_B": float(counts[1] / M)}
+
+
 def _timed(fn: Callable[[], _Run], time_it: bool) -> tuple[_Run, float]:
     """Run ``fn`` (compiling), then again with warm caches; time the second run."""
     if time_it:
@@ -300,6 +417,8 @@ def _delta_f_from_chains(a: np.ndarray, b: np.ndarray, independent_runs: bool):
 def _estimate(run: _Run, observable, states) -> dict:
     """Estimate, error, ESS and ΔF of one run (no exact values here)."""
     out: dict = {}
+    if run.kind == "strat":
+        return _stratified_estimate(run, observable)
     if run.kind == "is":
         o = jnp.asarray(observable(run.x), run.logw.dtype)
         e = rw.expectation(run.logw, o)
@@ -346,12 +465,13 @@ def _z(value, stderr, exact):
 # ----------------------------------------------------------------------------- public API
 def run_method(key, target, method: str, budget: int, *, num_chains: int = 8, flow=None,
                initial_position=None, settings: SamplerSettings | None = None,
-               time_it: bool = True) -> tuple[_Run, float]:
+               time_it: bool = True, states=None) -> tuple[_Run, float]:
     """Run one method at one energy budget; returns the raw run and its wall time (s).
 
     ``method`` is one of :data:`DEFAULT_METHODS`. ``initial_position`` (an event, or one per
     chain) starts HMC, NUTS, MALA and PT; SMC starts from its reference and the BG methods
-    from the flow. Raises :class:`BudgetTooSmall` when the budget cannot pay for warm-up.
+    from the flow. ``states = (in_A, in_B)`` define the strata of "BG stratified". Raises
+    :class:`BudgetTooSmall` when the budget cannot pay for warm-up.
     """
     s = settings or SamplerSettings()
     x0 = _initial(initial_position, num_chains, target.event_shape)
@@ -369,6 +489,8 @@ def run_method(key, target, method: str, budget: int, *, num_chains: int = 8, fl
         fn = lambda: _run_smc(key, target, budget, s)
     elif method == "BG reweighted":
         fn = lambda: _run_is(key, target, budget, flow, s)
+    elif method == "BG stratified":
+        fn = lambda: _run_stratified(key, target, budget, flow, states, s)
     elif method == "BG as IMH proposal":
         fn = lambda: _run_imh(key, target, budget, num_chains, flow, s)
     else:
@@ -449,7 +571,7 @@ def compare_samplers(
         t0 = time.perf_counter()
         try:
             run, wall = run_method(jax.random.fold_in(key, i), target, method, energy_budget,
-                                   num_chains=num_chains, flow=flow,
+                                   num_chains=num_chains, flow=flow, states=states,
                                    initial_position=initial_position, settings=s)
         except BudgetTooSmall as err:
             log(f"  {label:<34} skipped: {err}")
@@ -561,6 +683,10 @@ def render_rows(rows: Sequence[dict], fmt: str = "text") -> str:
     return main + "\n\n" + "\n".join(lines)
 
 
+def _grow(budget: int, factor: float) -> int:
+    return max(budget + 1, int(round(budget * factor)))
+
+
 def evals_to_reach(
     key,
     target,
@@ -572,6 +698,7 @@ def evals_to_reach(
     max_abs_z: float = 3.0,
     start_budget: int = 4_000,
     cap: int = 2_000_000,
+    factor: float = 2.0,
     num_chains: int = 8,
     flow=None,
     flow_train_evals: int = 0,
@@ -582,12 +709,13 @@ def evals_to_reach(
     """Energy evaluations ``method`` needs for ``se(ΔF_{B−A}) ≤ se_target`` (kT) with
     ``|ΔF̂ − ΔF_exact| ≤ max_abs_z · se``.
 
-    The sampling budget doubles from ``start_budget`` until both hold or the budget would
-    exceed ``cap`` (then ``reached = False``: "not reached within cap"). A budget whose
+    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget`` until
+    both hold or the budget would exceed ``cap`` (then ``reached = False``: "not reached
+    within cap"). A budget whose
     chains are shorter than their autocorrelation window (the MCSE is then underestimated)
     does not count as reached. Each budget is a
     fresh run (key ``fold_in(key, budget)``), so the answer is the first budget of this
-    doubling sequence that succeeds for one seed: resolution a factor 2, and noisy. The BG's
+    sequence that succeeds for one seed: resolution a factor ``factor``, and noisy. The BG's
     training evaluations are added to ``total_energy_evals`` (training is paid once; a
     better-trained flow trades training evaluations for sampling ones).
 
@@ -595,6 +723,8 @@ def evals_to_reach(
     total_energy_evals, cap, se_target, max_abs_z, history}`` with one history entry per
     budget tried (``budget, energy_evals, delta_F, stderr, z_score``).
     """
+    if not factor > 1:
+        raise ValueError(f"evals_to_reach needs factor > 1, got {factor}")
     s = settings or SamplerSettings()
     log = log or (lambda *_: None)
     train = int(flow_train_evals) if method in BG_METHODS else 0
@@ -604,10 +734,10 @@ def evals_to_reach(
     while budget <= cap:
         try:
             run, _ = run_method(jax.random.fold_in(key, budget), target, method, budget,
-                                num_chains=num_chains, flow=flow,
+                                num_chains=num_chains, flow=flow, states=states,
                                 initial_position=initial_position, settings=s, time_it=False)
         except BudgetTooSmall:
-            budget *= 2
+            budget = _grow(budget, factor)
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -624,7 +754,7 @@ def evals_to_reach(
         if ok:
             reached = run.num_energy_evals
             break
-        budget *= 2
+        budget = _grow(budget, factor)
     return {
         "method": method,
         "reached": reached is not None,

@@ -3,7 +3,10 @@
 E(x) = a4 x1⁴ − a2 x1² + a1 x1 + ½ k Σ_{i≥2} x_i²  (defaults 1, 6, 1, 1), p(x) ∝ exp(−βE).
 
 1. Train a flow q by reverse KL, E_q[log q + βE] (data-free; or forward KL / the mix of both
-   on HMC data).
+   on HMC data). With ``--model flow_matching`` or ``--model cnf`` q is instead a continuous
+   normalizing flow trained in the forward direction on HMC data from both wells (conditional
+   flow matching, or maximum likelihood through the ODE), whose exact log-likelihood comes from
+   the ODE with the exact Jacobian trace.
 2. Reweight N flow samples with w = exp(−βE)/q: ESS, log Z, p_A, ΔF_{B−A} = −log(p_B/p_A)
    with standard errors, a bootstrap interval, and z-scores against the exact quadrature.
 3. Answer the same question with HMC started in the left well, which stays trapped.
@@ -26,17 +29,70 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_json  # noqa: E402
+from _common import add_device_args, machine, mesh_from_args, write_json  # noqa: E402
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
 from physgen.diagnostics import mean_and_mcse  # noqa: E402
-from physgen.flows import masked_autoregressive_flow, neural_spline_flow, real_nvp  # noqa: E402
+from physgen.flow_matching import FlowMatching  # noqa: E402
+from physgen.flows import (  # noqa: E402
+    cnf,
+    masked_autoregressive_flow,
+    neural_spline_flow,
+    real_nvp,
+)
 from physgen.objectives import MaximumLikelihood, MixedKL, ReverseKL  # noqa: E402
+from physgen.objectives._cnf_likelihood import CNFMaximumLikelihood  # noqa: E402
 from physgen.samplers import HMC, run_mcmc  # noqa: E402
 from physgen.targets import DoubleWell  # noqa: E402
 
 FLOWS = {"nsf": neural_spline_flow, "realnvp": real_nvp, "maf": masked_autoregressive_flow}
+
+
+def _ode_model(key, args, **kw):
+    return cnf(key, args.dim, width=args.ode_width, depth=args.ode_depth,
+               embed_dim=args.embed_dim, rtol=args.rtol, atol=args.atol, **kw)
+
+
+def _ode_fit(key, model, objective, data, args):
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.ode_lr, args.ode_steps, alpha=0.01))
+    return physgen.fit(
+        key, model, objective, steps=args.ode_steps, optimizer=optimizer, data=data,
+        batch_size=args.batch_size, progress=not args.no_progress,
+        checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
+    )
+
+
+def train_flow_matching(key, data, target, args):
+    """Conditional flow matching (linear path, minibatch OT coupling) on the data."""
+    k_init, k_fit = jax.random.split(key)
+    model = _ode_model(k_init, args, zero_init=False)
+    objective = FlowMatching(ot_coupling=True, ot_epsilon=0.02, ot_iters=50)
+    return _ode_fit(k_fit, model, objective, data, args)
+
+
+def train_cnf(key, data, target, args):
+    """Maximum likelihood through the ODE with Hutchinson's trace estimator."""
+    k_init, k_fit = jax.random.split(key)
+    model = _ode_model(k_init, args, trace="hutchinson")
+    return _ode_fit(k_fit, model, CNFMaximumLikelihood(), data, args)
+
+
+# --model choices other than "nsf" (the discrete flow of --flow, trained by --objective):
+# name -> train(key, data, target, args) -> (model, history). The model is a distribution
+# with an exact log_prob, trained in the forward direction on HMC data from both wells.
+def train_diffusion(key, data, target, args):
+    """A VP diffusion model by denoising score matching (likelihood weighting); its exact
+    density is the probability-flow ODE's."""
+    from _diffusion import train_diffusion as train
+
+    return train(key, data, steps=args.ode_steps, batch_size=args.batch_size, quick=args.quick,
+                 rtol=args.rtol, atol=args.atol, progress=not args.no_progress,
+                 return_history=True)
+
+
+FORWARD_MODELS = {"flow_matching": train_flow_matching, "cnf": train_cnf,
+                  "diffusion": train_diffusion}
 
 
 def parse_args(argv=None):
@@ -52,6 +108,10 @@ def parse_args(argv=None):
     p.add_argument("--forward-weight", type=float, default=1.0,
                    help="weight of the self-normalised forward-KL gradient added to reverse KL "
                         "(same samples, no extra energy evaluations); 0 = plain reverse KL")
+    p.add_argument("--model", choices=["nsf", *sorted(FORWARD_MODELS)], default="nsf",
+                   help="nsf: the discrete flow of --flow trained by --objective; "
+                        "flow_matching / cnf: a continuous flow trained on HMC data from both "
+                        "wells and reweighted with its exact ODE likelihood")
     p.add_argument("--flow", choices=sorted(FLOWS), default="nsf")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--bins", type=int, default=16, help="spline bins (nsf)")
@@ -70,11 +130,30 @@ def parse_args(argv=None):
                         "as an IMH proposal on the same energy budget (adds a few minutes)")
     p.add_argument("--compare-budget", type=int, default=100_000,
                    help="sampling energy evaluations per method in the comparison")
+    add_device_args(p)
+    g = p.add_argument_group("continuous models (--model flow_matching / cnf / diffusion)")
+    g.add_argument("--ode-steps", type=int, default=5000, help="training steps")
+    g.add_argument("--ode-lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--ode-width", type=int, default=64, help="vector-field MLP width")
+    g.add_argument("--ode-depth", type=int, default=3, help="vector-field MLP hidden layers")
+    g.add_argument("--embed-dim", type=int, default=16, help="Fourier time features")
+    g.add_argument("--rtol", type=float, default=1e-5, help="ODE solver tolerances")
+    g.add_argument("--atol", type=float, default=1e-5)
+    g.add_argument("--ode-num-samples", type=int, default=100_000,
+                   help="model samples for reweighting (one ODE solve each)")
+    g.add_argument("--data-chains", type=int, default=16,
+                   help="HMC chains for the training data, half started in each well")
+    g.add_argument("--data-samples", type=int, default=2000, help="HMC draws per data chain")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.num_samples = min(args.steps, 200), min(args.num_samples, 20_000)
         args.hmc_chains, args.hmc_samples = min(args.hmc_chains, 4), min(args.hmc_samples, 300)
+        args.ode_steps, args.ode_num_samples = min(args.ode_steps, 100), 2000
+        args.ode_width, args.ode_depth, args.embed_dim = 16, 2, 8
+        args.data_chains, args.data_samples = 4, 300
+    if args.model != "nsf":
+        args.num_samples = args.ode_num_samples
     return args
 
 
@@ -92,12 +171,14 @@ def est_dict(est, exact=None, bootstrap=False):
     return d
 
 
-def run_hmc(key, target, args, x1_start):
-    """HMC chains started at the bottom of one well; returns result and wall time."""
+def run_hmc(key, target, args, x1_start, mesh=None):
+    """HMC chains started at the bottom of one well (split over ``mesh`` if given); returns
+    result and wall time."""
     n = args.hmc_chains
     x0 = jnp.zeros((n, args.dim)).at[:, 0].set(x1_start)
     sampler = HMC(step_size=0.1, num_integration_steps=10)
-    kw = dict(num_chains=n, num_samples=args.hmc_samples, num_warmup=200, initial_position=x0)
+    kw = dict(num_chains=n, num_samples=args.hmc_samples, num_warmup=200, initial_position=x0,
+              mesh=mesh)
     run_mcmc(key, sampler, target, **kw).samples.block_until_ready()  # compile
     t0 = time.perf_counter()
     res = run_mcmc(key, sampler, target, **kw)
@@ -105,8 +186,22 @@ def run_hmc(key, target, args, x1_start):
     return res, time.perf_counter() - t0
 
 
+def hmc_data_both_wells(key, target, args, ref):
+    """HMC chains started half in each well: training data for the forward direction. The
+    wells' populations follow the starts and the few crossings, not the Boltzmann weights
+    (B is over-represented); reweighting with the model's exact likelihood corrects that."""
+    n = max(2, args.data_chains - args.data_chains % 2)
+    starts = jnp.where(jnp.arange(n) < n // 2, ref.get("minimum_A_x1", -1.77),
+                       ref.get("minimum_B_x1", 1.69))
+    x0 = jnp.zeros((n, args.dim)).at[:, 0].set(starts)
+    res = run_mcmc(key, HMC(step_size=0.1, num_integration_steps=10), target, num_chains=n,
+                   num_samples=args.data_samples, num_warmup=200, initial_position=x0)
+    return np.asarray(res.samples).reshape(-1, args.dim), int(res.num_energy_evals)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    mesh = mesh_from_args(args)  # before any JAX computation (creates CPU devices)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     target = DoubleWell(dim=args.dim, beta=1.0 / args.temperature)
@@ -115,38 +210,52 @@ def main(argv=None):
     k_flow, k_fit, k_sample, k_boot, k_hmc = jax.random.split(key, 5)
 
     # -- HMC from the left well: the baseline, and data for forward KL ------------------
-    hmc, hmc_time = run_hmc(k_hmc, target, args, ref.get("minimum_A_x1", -1.77))
+    hmc, hmc_time = run_hmc(k_hmc, target, args, ref.get("minimum_A_x1", -1.77), mesh)
     hmc_x = np.asarray(hmc.samples).reshape(-1, args.dim)
 
     # -- Boltzmann generator ------------------------------------------------------------
-    factory = FLOWS[args.flow]
-    kw = dict(num_layers=args.layers, width=args.width)
-    if args.flow == "nsf":
-        kw.update(num_bins=args.bins, interval=5.0)
-    flow = factory(k_flow, args.dim, **kw)
-    physgen.BoltzmannGenerator(flow, target)  # refuses a flow of the wrong dimension
-    if args.objective == "reverse_kl":
-        objective = ReverseKL(target, args.batch_size, forward_weight=args.forward_weight)
-        data = None
-    elif args.objective == "forward_kl":
-        objective, data = MaximumLikelihood(), jnp.asarray(hmc_x)
+    if args.model == "nsf":
+        factory = FLOWS[args.flow]
+        kw = dict(num_layers=args.layers, width=args.width)
+        if args.flow == "nsf":
+            kw.update(num_bins=args.bins, interval=5.0)
+        flow = factory(k_flow, args.dim, **kw)
+        physgen.BoltzmannGenerator(flow, target)  # refuses a flow of the wrong dimension
+        if args.objective == "reverse_kl":
+            objective = ReverseKL(target, args.batch_size, forward_weight=args.forward_weight)
+            data = None
+        elif args.objective == "forward_kl":
+            objective, data = MaximumLikelihood(), jnp.asarray(hmc_x)
+        else:
+            objective, data = MixedKL(target, args.batch_size), jnp.asarray(hmc_x)
+        optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+        t0 = time.perf_counter()
+        flow, history = physgen.fit(
+            k_fit, flow, objective, steps=args.steps, optimizer=optimizer, data=data,
+            batch_size=args.batch_size, progress=not args.no_progress,
+            checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
+            mesh=mesh,
+        )
+        train_time = time.perf_counter() - t0
+        train_evals = args.steps * args.batch_size if args.objective != "forward_kl" else 0
+        model_info = {"objective": args.objective, "flow": args.flow}
     else:
-        objective, data = MixedKL(target, args.batch_size), jnp.asarray(hmc_x)
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
-    t0 = time.perf_counter()
-    flow, history = physgen.fit(
-        k_fit, flow, objective, steps=args.steps, optimizer=optimizer, data=data,
-        batch_size=args.batch_size, progress=not args.no_progress,
-        checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
-    )
-    train_time = time.perf_counter() - t0
-    train_evals = args.steps * args.batch_size if args.objective != "forward_kl" else 0
+        # forward direction on HMC data from both wells; the HMC energy evaluations that
+        # made the data count as training cost
+        t0 = time.perf_counter()
+        data, train_evals = hmc_data_both_wells(jax.random.fold_in(k_hmc, 1), target, args, ref)
+        flow, history = FORWARD_MODELS[args.model](k_fit, jnp.asarray(data), target, args)
+        physgen.BoltzmannGenerator(flow, target)
+        train_time = time.perf_counter() - t0
+        model_info = {"objective": f"{args.model} on HMC data from both wells",
+                      "flow": f"continuous ({args.model})", "num_training_data": len(data),
+                      "training_data_fraction_in_B": float(np.mean(data[:, 0] > 0))}
 
     # -- reweighting ----------------------------------------------------------------------
     t0 = time.perf_counter()
     bg = physgen.BoltzmannGenerator(flow, target)
-    x, logw = eqx.filter_jit(lambda b, k: b.sample_and_log_weights(k, args.num_samples))(
-        bg, k_sample)
+    x, logw = eqx.filter_jit(
+        lambda b, k: b.sample_and_log_weights(k, args.num_samples, mesh=mesh))(bg, k_sample)
     in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
     ess = rw.ess_fraction(logw)
     log_z = rw.log_Z(logw)
@@ -170,8 +279,8 @@ def main(argv=None):
         "target": {"name": "DoubleWell", "dim": args.dim, "beta": target.beta,
                    "exact_references": ref},
         "boltzmann_generator": {
-            "objective": args.objective,
-            "flow": args.flow,
+            "model": args.model,
+            **model_info,
             "train_time_s": train_time,
             "initial_loss_mean_first_10": float(np.mean(history["loss"][:10])),
             "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),

@@ -1,30 +1,48 @@
 """physgen: generative models for physics in JAX + Equinox.
 
-Sub-packages: ``bijections``, ``distributions``, ``flows``, ``nn``, ``datasets``,
-``objectives``, ``targets``, ``reweighting``, ``samplers``, ``diagnostics``, ``training``.
+Sub-packages:
+
+- models: ``bijections``, ``distributions``, ``flows`` (coupling, autoregressive, planar,
+  continuous and lattice flows), ``flow_matching``, ``diffusion``, ``vae``, ``gan``,
+  ``autoregressive``, ``nn``;
+- physics: ``targets`` (double well, many-well, Gaussian mixtures, Müller-Brown, lattice φ⁴),
+  ``boltzmann``, ``reweighting``, ``observables``;
+- training and sampling: ``objectives``, ``training``, ``samplers``;
+- assessment: ``diagnostics``, ``metrics``, ``datasets``;
+- devices: ``parallel``.
 """
 
 __version__ = "0.1.0"
 
 from . import (
+    autoregressive as autoregressive,
     bijections as bijections,
     boltzmann as boltzmann,
     datasets as datasets,
     diagnostics as diagnostics,
+    diffusion as diffusion,
     distributions as distributions,
+    flow_matching as flow_matching,
     flows as flows,
+    gan as gan,
+    metrics as metrics,
     nn as nn,
     objectives as objectives,
+    observables as observables,
+    parallel as parallel,
     reweighting as reweighting,
     samplers as samplers,
     targets as targets,
     training as training,
+    vae as vae,
 )
 from .boltzmann import BoltzmannGenerator as BoltzmannGenerator
+from .gan import NoDensityError as NoDensityError
 from .training import (
     CheckpointError as CheckpointError,
     NonFiniteLossError as NonFiniteLossError,
     fit as fit,
+    fit_fab as fit_fab,
     load as load,
     load_metadata as load_metadata,
     save as save,

@@ -11,3 +11,9 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the tests marked ``slow`` (minutes each) first, so that with ``-n 2`` one worker
+    carries them while the other works through the short ones."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -82,6 +82,12 @@ BASE = {
     "maf_spline": lambda k: pb.MaskedAutoregressive(
         DIM, key=k, transformer="spline", num_bins=4, interval=B, width=8, depth=1),
     "planar": lambda k: pb.Planar(DIM, key=k, init_scale=0.5),
+    "checkerboard_affine": lambda k: pb.CheckerboardAffineCoupling(
+        (2, 2), 0, key=k, hidden_channels=(4,)),
+    "checkerboard_affine_z2": lambda k: pb.CheckerboardAffineCoupling(
+        (2, 2), 1, key=k, hidden_channels=(4,), z2_equivariant=True),
+    "checkerboard_spline": lambda k: pb.CheckerboardSplineCoupling(
+        (2, 2), 0, key=k, num_bins=4, interval=B, hidden_channels=(2,)),
     "chain_cond": _chain,
     "scan_spline_cond": _scan_spline,
     "scan_maf": _scan_maf,
@@ -238,7 +244,8 @@ def test_wrong_shapes_raise(name):
 
 IDENTITY_AT_INIT = ["actnorm", "affine_coupling", "affine_coupling_cond",
                     "additive_coupling", "affine_coupling_mask_2d", "spline_coupling",
-                    "spline_coupling_cond", "maf", "maf_cond", "maf_spline"]
+                    "spline_coupling_cond", "maf", "maf_cond", "maf_spline",
+                    "checkerboard_affine", "checkerboard_spline"]
 
 
 @pytest.mark.parametrize("name", IDENTITY_AT_INIT)

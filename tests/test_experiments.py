@@ -55,3 +55,24 @@ def test_toy2d_quick(tmp_path):
     assert abs(run["entropy"]["value"] - 2.3957) < 5 * run["entropy"]["stderr"] + 0.003
     assert run["gap_nll_minus_entropy"]["value"] > -3 * run["gap_nll_minus_entropy"]["stderr"]
     assert (tmp_path / "toy2d.png").stat().st_size > 1000
+
+
+def test_scaling_benchmark_quick(tmp_path):
+    """The scaling benchmark measures 1 and 2 (forced host) devices, each in its own process,
+    and reports throughput with errors and speed-ups against one device."""
+    sys.path.insert(0, str(EXPERIMENTS / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "scaling", EXPERIMENTS / "benchmarks" / "scaling.py")
+    scaling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scaling)
+    scaling.main(["--quick", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert set(r["results_by_devices"]) == {"1", "2"}
+    for n, rec in r["results_by_devices"].items():
+        assert rec["machine"]["num_devices"] == int(n), rec
+        assert "skipped" not in rec, rec
+        for row in rec["rows"]:
+            for w in scaling.WORKLOADS:
+                assert row[w]["mean"] > 0 and math.isfinite(row[w]["mean"]), (n, w, row[w])
+                assert row[w]["speedup"] > 0
+    assert (tmp_path / "scaling.png").stat().st_size > 1000

@@ -13,7 +13,10 @@ The observable is the indicator of state B, so each method estimates ``p_B``, an
 A/B indicators ``ΔF_{B−A} = −log(p_B/p_A)`` (kT), both against exact values (quadrature).
 The flow's training evaluations are reported separately and in a total. Optionally
 (``--reach``) the number of evaluations each method needs for ``se(ΔF) ≤ 0.05 kT`` within 3
-standard errors of exact, by doubling the budget up to ``--reach-cap``.
+standard errors of exact, growing the budget by ``--reach-factor`` up to ``--reach-cap``.
+The flow's training budget is per target (``TRAINING``; ``--steps``/``--batch-size``
+override it): the 2-D double well needs only 100 × 64 samples, which keeps the BG's total
+(training + sampling) small.
 
 Writes results.json (one comparison table per target) and ess_per_1k_evals.{png,pdf} to --out.
 """
@@ -50,6 +53,9 @@ from physgen.objectives import ReverseKL  # noqa: E402
 from physgen.targets import DoubleWell, GaussianMixture, ManyWell  # noqa: E402
 
 TARGETS = ("double_well", "gmm", "many_well")
+# (steps, batch size) of reverse-KL training per target; each evaluates the energy once per
+# sample, so training costs steps × batch energy evaluations
+TRAINING = {"double_well": (100, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
 
 
 def parse_args(argv=None):
@@ -66,25 +72,31 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=int, default=100_000,
                    help="energy evaluations per method for sampling (BG training extra)")
     p.add_argument("--chains", type=int, default=8, help="MCMC chains / SMC runs")
-    p.add_argument("--steps", type=int, default=1000, help="flow training steps (reverse KL)")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per training step")
+    p.add_argument("--steps", type=int, default=None,
+                   help="flow training steps (reverse KL); default per target (TRAINING)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per training step; default per target (TRAINING)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--layers", type=int, default=4, help="spline coupling layers")
     p.add_argument("--width", type=int, default=32, help="conditioner width")
-    p.add_argument("--reach", choices=["none", "double_well", "all"], default="double_well",
-                   help="targets on which to find the evaluations to reach se(ΔF) <= --se-target")
+    p.add_argument("--reach", choices=["none", "double_well", "all"], default=None,
+                   help="targets on which to find the evaluations to reach se(ΔF) <= "
+                        "--se-target (default: double_well; none with --quick)")
     p.add_argument("--se-target", type=float, default=0.05, help="target se(ΔF_B−A) in kT")
-    p.add_argument("--reach-start", type=int, default=4_000, help="first budget of the doubling")
-    p.add_argument("--reach-cap", type=int, default=2_048_000, help="largest budget tried")
+    p.add_argument("--reach-start", type=int, default=1_000, help="first budget tried")
+    p.add_argument("--reach-cap", type=int, default=4_096_000, help="largest budget tried")
+    p.add_argument("--reach-factor", type=float, default=2.0,
+                   help="budget growth factor between tries (the resolution of the answer)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.budget = min(args.budget, 10_000)
         args.chains = min(args.chains, 4)
-        args.steps = min(args.steps, 60)
-        args.batch_size = min(args.batch_size, 64)
+        args.steps = min(args.steps or 60, 60)
+        args.batch_size = min(args.batch_size or 64, 64)
         args.layers, args.width = min(args.layers, 2), min(args.width, 16)
-        args.reach = "none"
+        args.reach = args.reach or "none"
+    args.reach = args.reach or "double_well"
     return args
 
 
@@ -167,26 +179,26 @@ def make_problem(name: str):
 
 
 # ----------------------------------------------------------------------------- flow
-def train_flow(key, target, base, args):
+def train_flow(key, target, base, args, steps: int, batch_size: int):
     dim = target.event_shape[0]
     k_init, k_fit = jax.random.split(key)
     flow = neural_spline_flow(k_init, dim, num_layers=args.layers, width=args.width,
                               num_bins=16, interval=6.0, base=base)
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
-    objective = ReverseKL(target, args.batch_size, forward_weight=1.0)
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps, alpha=0.01))
+    objective = ReverseKL(target, batch_size, forward_weight=1.0)
     t0 = time.perf_counter()
-    flow, history = physgen.fit(k_fit, flow, objective, steps=args.steps, optimizer=optimizer,
-                                batch_size=args.batch_size, progress=not args.no_progress,
-                                chunk_size=min(100, args.steps))
+    flow, history = physgen.fit(k_fit, flow, objective, steps=steps, optimizer=optimizer,
+                                batch_size=batch_size, progress=not args.no_progress,
+                                chunk_size=min(100, steps))
     train_time = time.perf_counter() - t0
     loss = history["loss"]
     return flow, {
-        "steps": args.steps,
-        "batch_size": args.batch_size,
+        "steps": steps,
+        "batch_size": batch_size,
         "layers": args.layers,
         "width": args.width,
         "objective": "ReverseKL(forward_weight=1.0)",
-        "num_energy_evals": args.steps * args.batch_size,
+        "num_energy_evals": steps * batch_size,
         "train_time_s_incl_compile": train_time,
         "final_loss_mean_last_10pct": float(np.mean(loss[-max(1, len(loss) // 10):])),
         "minus_log_Z": -float(target.log_Z()),
@@ -221,14 +233,16 @@ def main(argv=None):
         print(f"[{name}] setting up", flush=True)
         target, states, exact, start, settings, base, desc = make_problem(name)
         if args.quick:
-            settings = dataclasses.replace(settings, smc_particles=16)
+            settings = dataclasses.replace(settings, smc_particles=16, strat_pool=1 << 16)
         k_t = jax.random.fold_in(key, ti)
         k_flow, k_cmp, k_reach = jax.random.split(k_t, 3)
         flow, train = None, None
         if want_bg:
-            print(f"[{name}] training the flow: {args.steps} steps × {args.batch_size} samples "
+            steps = args.steps or TRAINING[name][0]
+            batch_size = args.batch_size or TRAINING[name][1]
+            print(f"[{name}] training the flow: {steps} steps × {batch_size} samples "
                   f"(reverse KL)", flush=True)
-            flow, train = train_flow(k_flow, target, base, args)
+            flow, train = train_flow(k_flow, target, base, args, steps, batch_size)
             print(f"[{name}]   loss {train['final_loss_mean_last_10pct']:.3f} "
                   f"(minimum −log Z = {train['minus_log_Z']:.3f}), "
                   f"{train['train_time_s_incl_compile']:.1f} s", flush=True)
@@ -248,13 +262,15 @@ def main(argv=None):
                  "flow_training": train, "table": rows, "table_text": table}
         if args.reach == "all" or args.reach == name:
             print(f"[{name}] evaluations to reach se(ΔF) <= {args.se_target} kT within 3 se "
-                  f"(doubling from {args.reach_start:,} to at most {args.reach_cap:,})",
+                  f"(×{args.reach_factor:g} from {args.reach_start:,} to at most "
+                  f"{args.reach_cap:,})",
                   flush=True)
             entry["evals_to_reach"] = [
                 evals_to_reach(
                     jax.random.fold_in(k_reach, i), target, m, states=states,
                     exact_delta_F=exact["delta_F_B_minus_A"], se_target=args.se_target,
                     start_budget=args.reach_start, cap=args.reach_cap, num_chains=args.chains,
+                    factor=args.reach_factor,
                     flow=flow, flow_train_evals=train["num_energy_evals"] if train else 0,
                     initial_position=start, settings=settings,
                 )

@@ -15,8 +15,14 @@ from ._constraints import (
     positive as positive,
     unit_positive as unit_positive,
 )
+from ._continuous import ContinuousFlow as ContinuousFlow
 from ._coupling import AffineCoupling as AffineCoupling, SplineCoupling as SplineCoupling
 from ._invert import Invert as Invert
+from ._lattice_coupling import (
+    CheckerboardAffineCoupling as CheckerboardAffineCoupling,
+    CheckerboardSplineCoupling as CheckerboardSplineCoupling,
+    checkerboard as checkerboard,
+)
 from ._linear import LULinear as LULinear
 from ._permute import Permute as Permute, Reverse as Reverse
 from ._planar import Planar as Planar

@@ -7,6 +7,7 @@ import jax
 
 from .._custom_types import Array, Key
 from ..distributions._base import AbstractDistribution
+from ..parallel._mesh import batch_sharding
 from ..targets._base import AbstractTarget
 
 
@@ -17,14 +18,18 @@ class BoltzmannGenerator(eqx.Module):
     ``sample_and_log_weights(key, n)`` returns ``x ~ q`` of shape ``(n, *event_shape)`` and the
     log importance weights ``log w = -βE(x) - log q(x)``, shape ``(n,)``, which make any
     estimate exact in the limit (see :mod:`physgen.reweighting`). The shapes of ``model`` and
-    ``target`` are checked at construction.
+    ``target`` are checked at construction. With ``mesh=`` the samples are drawn, pushed
+    through the flow and weighted on all the mesh's devices, split along the sample axis;
+    the values are those of one device.
     """
 
     model: AbstractDistribution
     target: AbstractTarget
 
     def __init__(self, model: AbstractDistribution, target: AbstractTarget):
-        self.model = model
+        from ..metrics import require_density  # metrics imports gan/training: import late
+
+        self.model = require_density(model, "BoltzmannGenerator (importance weights p/q)")
         self.target = target
 
     def __check_init__(self):
@@ -34,6 +39,34 @@ class BoltzmannGenerator(eqx.Module):
                 f"{type(self.target).__name__} has event_shape {tuple(self.target.event_shape)}"
             )
 
-    def sample_and_log_weights(self, key: Key, num_samples: int) -> tuple[Array, Array]:
-        x, log_q = self.model.sample_and_log_prob(key, (num_samples,))
-        return x, jax.vmap(self.target.log_density)(x) - log_q
+    def sample_and_log_weights(
+        self, key: Key, num_samples: int, *, mesh: jax.sharding.Mesh | None = None
+    ) -> tuple[Array, Array]:
+        """``x ~ q``, ``(num_samples, *event_shape)``, and ``log w = -βE(x) - log q(x)``,
+        ``(num_samples,)``; split over ``mesh`` (``num_samples`` divisible by its size)."""
+        if mesh is None:
+            return _sample_and_log_weights(self, key, num_samples, None)
+        if not isinstance(mesh, jax.sharding.Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+        if num_samples % mesh.size:
+            raise ValueError(
+                f"num_samples={num_samples} cannot be split over the {mesh.size} devices of "
+                f"the mesh: use a multiple of {mesh.size}"
+            )
+        return _sharded_sample_and_log_weights(self, key, num_samples, mesh)
+
+
+def _sample_and_log_weights(bg: BoltzmannGenerator, key, num_samples, sharding):
+    x, log_q = bg.model.sample_and_log_prob(key, (num_samples,))
+    if sharding is not None:
+        x = jax.lax.with_sharding_constraint(x, sharding)
+        log_q = jax.lax.with_sharding_constraint(log_q, sharding)
+    log_w = jax.vmap(bg.target.log_density)(x) - log_q
+    if sharding is not None:
+        log_w = jax.lax.with_sharding_constraint(log_w, sharding)
+    return x, log_w
+
+
+@eqx.filter_jit
+def _sharded_sample_and_log_weights(bg, key, num_samples, mesh):
+    return _sample_and_log_weights(bg, key, num_samples, batch_sharding(mesh))

@@ -1,4 +1,8 @@
-"""Neural networks used as conditioners: plain MLP and masked (MADE) MLP, on one example."""
+"""Neural networks on one example: MLP and masked (MADE) MLP conditioners, Fourier time
+embeddings and time-conditioned vector fields ``v(t, x, condition)``, and periodic
+(circular-padding) convolution nets for lattice fields."""
 
+from ._conv import PeriodicConvNet as PeriodicConvNet
 from ._masked_mlp import MaskedMLP as MaskedMLP
 from ._mlp import MLP as MLP
+from ._time import FourierTimeEmbedding as FourierTimeEmbedding, VectorFieldMLP as VectorFieldMLP

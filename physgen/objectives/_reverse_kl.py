@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from .._custom_types import Array, Key
 from ..boltzmann._generator import BoltzmannGenerator
+from ..parallel._mesh import constrain_batch
 from ..targets._base import AbstractTarget
 from ._base import AbstractDataObjective, AbstractObjective
 
@@ -20,15 +21,17 @@ def reverse_kl_terms(model, target: AbstractTarget, key: Key, num_samples: int,
     at ``x = f_θ(z)``: the same value, but the score term ``∇_θ log q_θ`` (zero in expectation)
     is dropped from the gradient, whose variance then vanishes at ``q = p`` (Roeder et al.
     2017; Vaitl et al. 2022 for Boltzmann generators). Costs one inverse pass.
+
+    Under ``fit(..., mesh=...)`` the samples are split over the mesh's devices (same values).
     """
     BoltzmannGenerator(model, target)  # refuses mismatched shapes at trace time
     if path_gradient:
         params, static = eqx.partition(model, eqx.is_inexact_array)
         frozen = eqx.combine(jax.lax.stop_gradient(params), static)
-        x = model.sample(key, (num_samples,))
+        x = constrain_batch(model.sample(key, (num_samples,)))
         log_q = frozen.log_prob(x)
     else:
-        x, log_q = model.sample_and_log_prob(key, (num_samples,))
+        x, log_q = constrain_batch(model.sample_and_log_prob(key, (num_samples,)))
     energy = jax.vmap(target.energy)(x)
     log_w = -target.beta * energy - log_q
     return x, log_q, energy, log_w

@@ -1,6 +1,11 @@
 """Samplers over targets: BlackJAX-backed MCMC kernels, flow independence Metropolis,
 parallel tempering and adaptive tempered SMC, run by one verb, :func:`run_mcmc`."""
 
+from ._ais import (
+    AISResult as AISResult,
+    ais_betas as ais_betas,
+    annealed_importance_sampling as annealed_importance_sampling,
+)
 from ._base import (
     AbstractKernelSampler as AbstractKernelSampler,
     AbstractSampler as AbstractSampler,

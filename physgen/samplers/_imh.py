@@ -40,10 +40,9 @@ class FlowIndependenceMetropolis(AbstractSampler):
     flow: AbstractDistribution
 
     def __init__(self, flow: AbstractDistribution):
-        if not isinstance(flow, AbstractDistribution):
-            raise TypeError(
-                f"FlowIndependenceMetropolis needs an AbstractDistribution, got {type(flow)}"
-            )
+        from ..metrics import require_density  # metrics imports gan/training: import late
+
+        require_density(flow, "FlowIndependenceMetropolis (the MH ratio needs q(x))")
         if flow.cond_shape is not None:
             raise ValueError("FlowIndependenceMetropolis needs an unconditional flow")
         self.flow = flow

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Key
+from ..parallel._mesh import chain_sharding, replicate, shard_batch, to_host
 from ..targets._base import AbstractTarget
 from ._base import AbstractKernelSampler, AbstractSampler, EvalCounts, _zero_counts
 from ._imh import FlowIndependenceMetropolis
@@ -46,17 +47,33 @@ class MCMCResult(eqx.Module):
 
 
 def _total(x) -> int:
-    return int(np.sum(np.asarray(x, dtype=np.int64)))
+    return int(np.sum(to_host(x).astype(np.int64)))
+
+
+def _constrain_chains(tree, mesh):
+    """Keep the chain (leading) axis of every output split over ``mesh``."""
+    if mesh is None:
+        return tree
+    sharding = chain_sharding(mesh)
+    return jax.tree_util.tree_map(
+        lambda a: (
+            jax.lax.with_sharding_constraint(a, sharding) if eqx.is_array(a) and a.ndim > 0 else a
+        ),
+        tree,
+    )
 
 
 @eqx.filter_jit
-def _init_chains(sampler, target, keys, positions):
-    return jax.vmap(lambda k, x: sampler.init(k, target, x))(keys, positions)
+def _init_chains(sampler, target, keys, positions, mesh=None):
+    return _constrain_chains(
+        jax.vmap(lambda k, x: sampler.init(k, target, x))(keys, positions), mesh
+    )
 
 
 @eqx.filter_jit
-def _run_chains(sampler, target, states, warm_keys, sample_keys, num_warmup, num_samples,
-                thinning):
+def _run_chains(
+    sampler, target, states, warm_keys, sample_keys, num_warmup, num_samples, thinning, mesh=None
+):
     def one_chain(state, kw, ks):
         state, warm_counts = sampler.warmup(kw, target, state, num_warmup)
 
@@ -76,12 +93,12 @@ def _run_chains(sampler, target, states, warm_keys, sample_keys, num_warmup, num
         )
         return state, xs, lds, acc / (num_samples * thinning), warm_counts + counts
 
-    return jax.vmap(one_chain)(states, warm_keys, sample_keys)
+    return _constrain_chains(jax.vmap(one_chain)(states, warm_keys, sample_keys), mesh)
 
 
 @eqx.filter_jit
-def _run_smc(sampler, target, keys, num_particles):
-    return jax.vmap(lambda k: sampler.run(k, target, num_particles))(keys)
+def _run_smc(sampler, target, keys, num_particles, mesh=None):
+    return _constrain_chains(jax.vmap(lambda k: sampler.run(k, target, num_particles))(keys), mesh)
 
 
 def _check_int(name, value, minimum):
@@ -100,6 +117,7 @@ def run_mcmc(
     thinning: int = 1,
     initial_position: Array | None = None,
     initial_state: Any = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> MCMCResult:
     """Run ``num_chains`` independent chains of ``sampler`` on ``target``.
 
@@ -110,6 +128,12 @@ def run_mcmc(
     ``initial_state`` (a previous ``final_state``; no init cost). For :class:`TemperedSMC`
     each chain is one independent SMC run with ``num_samples`` particles (``num_warmup``,
     ``thinning`` and initial positions do not apply).
+
+    With ``mesh`` (:func:`physgen.parallel.make_mesh`) the chains are split over its devices,
+    ``num_chains / mesh.size`` whole chains each (``num_chains`` must be divisible by the
+    number of devices); the sampler and target are replicated. Chain ``i`` uses the ``i``-th
+    of ``jax.random.split(key, num_chains)`` whatever the number of devices, so the chains
+    are those of one device, sample for sample. The result's arrays stay sharded.
 
     Raises ``ValueError`` for a wrongly shaped ``initial_position`` and for chains whose
     initial log density is not finite. Wall time is measured by the caller (call twice to
@@ -124,15 +148,33 @@ def run_mcmc(
     if not isinstance(target, AbstractTarget):
         raise TypeError(f"target must be an AbstractTarget, got {type(target).__name__}")
     event_shape = tuple(target.event_shape)
+    if mesh is not None:
+        if not isinstance(mesh, jax.sharding.Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+        if num_chains % mesh.size:
+            raise ValueError(
+                f"num_chains={num_chains} cannot be split over the {mesh.size} devices of "
+                f"the mesh: use a multiple of {mesh.size}"
+            )
+        sampler, target = replicate((sampler, target), mesh)
+
+    def chains(tree):
+        return tree if mesh is None else shard_batch(tree, mesh)
 
     if isinstance(sampler, TemperedSMC):
         if initial_position is not None or initial_state is not None:
             raise ValueError("TemperedSMC starts from reference draws: give no initial position")
-        keys = jax.random.split(key, num_chains)
-        x, ld, state, counts, acc = _run_smc(sampler, target, keys, num_samples)
+        keys = chains(jax.random.split(key, num_chains))
+        x, ld, state, counts, acc = _run_smc(sampler, target, keys, num_samples, mesh)
         return MCMCResult(
-            x, ld, acc, _total(counts.energy), _total(counts.grad), _total(counts.flow),
-            state, {"log_Z": state.log_Z, "num_tempering_steps": state.num_steps},
+            x,
+            ld,
+            acc,
+            _total(counts.energy),
+            _total(counts.grad),
+            _total(counts.flow),
+            state,
+            {"log_Z": state.log_Z, "num_tempering_steps": state.num_steps},
         )
 
     k_init, k_warm, k_sample = jax.random.split(key, 3)
@@ -145,6 +187,11 @@ def run_mcmc(
             raise ValueError(
                 f"initial_state holds positions of shape {got}, expected "
                 f"{(num_chains,) + event_shape} = (num_chains, *event_shape)"
+            )
+        if mesh is not None:
+            states = jax.tree_util.tree_map(
+                lambda a: shard_batch(a, mesh) if eqx.is_array(a) and a.ndim > 0 else a,
+                states,
             )
         init_counts = EvalCounts(0, 0, 0)
     else:
@@ -163,12 +210,13 @@ def run_mcmc(
                     f"initial_position has shape {tuple(positions.shape)}, expected "
                     f"{(num_chains,) + event_shape} = (num_chains, *event_shape)"
                 )
-        states = _init_chains(sampler, target, jax.random.split(k_st, num_chains), positions)
+        states = _init_chains(
+            sampler, target, chains(jax.random.split(k_st, num_chains)), chains(positions), mesh
+        )
         e = sampler.init_evals()
-        init_counts = EvalCounts(num_chains * e.energy, num_chains * e.grad,
-                                 num_chains * e.flow)
+        init_counts = EvalCounts(num_chains * e.energy, num_chains * e.grad, num_chains * e.flow)
 
-    ld0 = np.asarray(states.log_density)
+    ld0 = to_host(states.log_density)
     bad = np.flatnonzero(~np.isfinite(ld0))
     if bad.size:
         raise ValueError(
@@ -177,19 +225,29 @@ def run_mcmc(
         )
 
     states, xs, lds, acc, counts = _run_chains(
-        sampler, target, states, jax.random.split(k_warm, num_chains),
-        jax.random.split(k_sample, num_chains), num_warmup, num_samples, thinning,
+        sampler,
+        target,
+        states,
+        chains(jax.random.split(k_warm, num_chains)),
+        chains(jax.random.split(k_sample, num_chains)),
+        num_warmup,
+        num_samples,
+        thinning,
+        mesh,
     )
     extras: dict = {}
     if isinstance(sampler, AbstractKernelSampler):
         extras.update({k: v for k, v in states.params.items() if k in ("step_size", "scale")})
     if isinstance(sampler, ParallelTempering):
-        att = np.asarray(states.swap_attempted).sum(0)
-        extras["swap_acceptance"] = np.asarray(states.swap_accepted).sum(0) / np.maximum(att, 1)
+        att = to_host(states.swap_attempted).sum(0)
+        extras["swap_acceptance"] = to_host(states.swap_accepted).sum(0) / np.maximum(att, 1)
     return MCMCResult(
-        xs, lds, acc,
+        xs,
+        lds,
+        acc,
         init_counts.energy + _total(counts.energy),
         init_counts.grad + _total(counts.grad),
         init_counts.flow + _total(counts.flow),
-        states, extras,
+        states,
+        extras,
     )

@@ -1,4 +1,5 @@
-"""Training (``fit``) and checkpoints (``save``/``load``)."""
+"""Training (``fit``; ``fit_fab`` for FAB with its replay buffer) and checkpoints
+(``save``/``load``)."""
 
 from ._checkpoint import (
     CheckpointError as CheckpointError,
@@ -7,3 +8,4 @@ from ._checkpoint import (
     save as save,
 )
 from ._fit import NonFiniteLossError as NonFiniteLossError, fit as fit
+from ._fit_fab import FABState as FABState, fit_fab as fit_fab

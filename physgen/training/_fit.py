@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 from .._custom_types import Array, Key
 from .._errors import check_event_shape, check_finite_tree
 from ..objectives._base import AbstractDataObjective, AbstractObjective
+from ..parallel._mesh import batch_sharding, replicate
 from ._checkpoint import save
 
 
@@ -39,13 +41,27 @@ def _tree_all_finite(tree) -> Array:
 
 
 @eqx.filter_jit
-def _run_chunk(params, static, opt_state, objective, optimizer, data, key, start, steps, bad,
-               chunk_size, batch_size):
+def _run_chunk(
+    params,
+    static,
+    opt_state,
+    objective,
+    optimizer,
+    data,
+    key,
+    start,
+    steps,
+    bad,
+    chunk_size,
+    batch_size,
+    mesh=None,
+):
     """``chunk_size`` optimiser steps in one ``lax.scan``.
 
     Steps at index ``>= steps`` (the padding of the last chunk) and all steps after the first
     non-finite loss leave the parameters untouched, so every chunk has the same shape and the
-    function compiles once.
+    function compiles once. With a ``mesh`` the minibatch is split over its devices (the
+    parameters arrive replicated); XLA reduces the gradients.
     """
 
     def loss_fn(p, k, batch):
@@ -60,18 +76,16 @@ def _run_chunk(params, static, opt_state, objective, optimizer, data, key, start
             batch = None
         else:
             idx = jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])
+            if mesh is not None:
+                idx = jax.lax.with_sharding_constraint(idx, batch_sharding(mesh))
             batch = data[idx]
-        (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
-            params, k_loss, batch
-        )
+        (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params, k_loss, batch)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & _tree_all_finite(grads)
         active = (step < steps) & (bad < 0)
         accept = active & finite
-        params = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(accept, a, b), new_params, params
-        )
+        params = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new_params, params)
         opt_state = jax.tree_util.tree_map(
             lambda a, b: jnp.where(accept, a, b) if eqx.is_array(a) else a,
             new_opt_state,
@@ -101,6 +115,7 @@ def fit(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     metadata: dict[str, Any] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ):
     """Minimise ``objective.loss(model, key, batch)`` over the inexact arrays of ``model``.
 
@@ -117,6 +132,13 @@ def fit(
             are updated between chunks.
         checkpoint: if given, the model is saved there (atomically) after every chunk, and
             the last finite model is saved there before a non-finite loss raises.
+        mesh: a :class:`jax.sharding.Mesh` (e.g. :func:`physgen.parallel.make_mesh`) to
+            train data-parallel: the model and optimiser state are replicated on its devices,
+            each minibatch (and the samples a data-free objective draws, via
+            :func:`physgen.parallel.constrain_batch`) is split over them, and XLA reduces the
+            gradients. The random draws are those of one device, so the result equals the
+            one-device result up to the order of floating-point sums. ``batch_size`` must be
+            divisible by the number of devices; the returned model stays replicated.
 
     Returns:
         ``(model, history)`` with ``history`` a dict of numpy arrays of shape ``(steps,)``:
@@ -142,6 +164,14 @@ def fit(
             raise ValueError("data contains NaN or inf")
     elif data is not None:
         raise ValueError(f"{type(objective).__name__} is data-free; do not pass data")
+    if mesh is not None:
+        if not isinstance(mesh, jax.sharding.Mesh):
+            raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+        if data is not None and batch_size % mesh.size:
+            raise ValueError(
+                f"batch_size={batch_size} cannot be split over the {mesh.size} devices of the "
+                f"mesh: use a multiple of {mesh.size}"
+            )
     optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
     chunk_size = int(min(chunk_size, steps))
     num_chunks = math.ceil(steps / chunk_size)
@@ -151,15 +181,31 @@ def fit(
     # strong int32 (not weak-typed): the chunk's outputs must match its inputs' types, or
     # the second chunk would compile again.
     bad = jnp.asarray(-1, dtype=jnp.int32)
+    if mesh is not None:
+        params, opt_state, data, key, bad = replicate((params, opt_state, data, key, bad), mesh)
+        static = replicate(static, mesh)
     losses, auxes = [], []
     bar = tqdm(total=steps, disable=not progress, desc="fit", dynamic_ncols=True)
     try:
         for c in range(num_chunks):
             start = c * chunk_size
-            params, opt_state, bad, loss_c, aux_c = _run_chunk(
-                params, static, opt_state, objective, optimizer, data, key,
-                jnp.asarray(start, dtype=jnp.int32), steps, bad, chunk_size, batch_size,
-            )
+            # jax.set_mesh acts when called: build it only here, where it is entered.
+            with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+                params, opt_state, bad, loss_c, aux_c = _run_chunk(
+                    params,
+                    static,
+                    opt_state,
+                    objective,
+                    optimizer,
+                    data,
+                    key,
+                    jnp.asarray(start, dtype=jnp.int32),
+                    steps,
+                    bad,
+                    chunk_size,
+                    batch_size,
+                    mesh,
+                )
             n = min(chunk_size, steps - start)
             loss_c = np.asarray(loss_c)[:n]
             aux_c = {k: np.asarray(v)[:n] for k, v in aux_c.items()}
@@ -185,8 +231,9 @@ def fit(
             bar.update(n)
             bar.set_postfix(loss=f"{float(np.mean(loss_c)):.4f}")
             if checkpoint is not None:
-                save(checkpoint, eqx.combine(params, static),
-                     {**(metadata or {}), "step": start + n})
+                save(
+                    checkpoint, eqx.combine(params, static), {**(metadata or {}), "step": start + n}
+                )
     finally:
         bar.close()
     history = {"loss": np.concatenate(losses)}

@@ -1,0 +1,412 @@
+"""Lattice φ⁴ theory sampled by a flow with an exact Metropolis correction, against HMC/NUTS.
+
+S(φ) = Σ_x [Σ_μ φ(x)(2φ(x) − φ(x+μ̂) − φ(x−μ̂)) + m²φ(x)² + λφ(x)⁴] on an L×L periodic
+lattice (Albergo, Kanwar & Shanahan, PRD 100, 034515 (2019)).
+
+1. Train a checkerboard flow with periodic conv conditioners by reverse KL, E_q[log q + S].
+2. Flow-based independence Metropolis (flow-IMH) and direct reweighting of flow samples.
+3. HMC (and optionally NUTS) on the same action.
+4. For each method: acceptance, τ_int of |M|, M and S (Γ-method, with errors), energy and
+   gradient evaluations, ⟨|M|⟩, χ₂, Binder cumulant, G(t) and the pole mass, with errors.
+
+Ensembles (--ensemble): E1..E5 of the paper (m² = −4, ξ ≈ L/4), "tutorial" (L = 8, m² = −4,
+λ = 8, χ₂ = 0.75 ± 0.01 in the public tutorial), "broken" (L = 8, m² = −4, λ = 3, ordered
+phase; the flow is then Z2-equivariant). Writes results.json and figures to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_json  # noqa: E402
+
+import physgen  # noqa: E402
+from physgen import (
+    observables as obs,  # noqa: E402
+    reweighting as rw,  # noqa: E402
+)
+from physgen.flows._lattice import lattice_flow  # noqa: E402
+from physgen.objectives import ReverseKL  # noqa: E402
+from physgen.samplers import HMC, NUTS, FlowIndependenceMetropolis, run_mcmc  # noqa: E402
+from physgen.targets._phi4 import ALBERGO_ENSEMBLES, Phi4  # noqa: E402
+
+ENSEMBLES = {
+    **ALBERGO_ENSEMBLES,
+    "tutorial": {"L": 8, "m2": -4.0, "lam": 8.0},
+    "broken": {"L": 8, "m2": -4.0, "lam": 3.0},
+}
+TUTORIAL_CHI2 = (0.75, 0.01)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder (default results/phi4/<ensemble>)"
+    )
+    p.add_argument("--quick", action="store_true", help="tiny L = 4 run for tests (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ensemble", choices=sorted(ENSEMBLES), default="E2")
+    p.add_argument("--L", type=int, default=None, help="override the ensemble's L")
+    p.add_argument("--m2", type=float, default=None, help="override the ensemble's m²")
+    p.add_argument("--lam", type=float, default=None, help="override the ensemble's λ")
+    p.add_argument("--coupling", choices=["affine", "spline"], default="affine")
+    p.add_argument(
+        "--z2",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="Z2-equivariant flow (auto: yes for the broken phase)",
+    )
+    p.add_argument("--layers", type=int, default=8, help="coupling layers (even)")
+    p.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[8, 8],
+        help="hidden channels of the conv conditioners",
+    )
+    p.add_argument("--kernel", type=int, default=3, help="conv kernel size")
+    p.add_argument("--steps", type=int, default=1000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=64, help="flow samples per step")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--imh-chains", type=int, default=4)
+    p.add_argument("--imh-samples", type=int, default=5000, help="flow-IMH steps per chain")
+    p.add_argument(
+        "--reweight-samples",
+        type=int,
+        default=20_000,
+        help="independent flow samples for reweighting",
+    )
+    p.add_argument("--mcmc", choices=["hmc", "nuts", "both"], default="hmc")
+    p.add_argument("--hmc-chains", type=int, default=4)
+    p.add_argument("--hmc-samples", type=int, default=2500, help="HMC draws per chain")
+    p.add_argument("--hmc-warmup", type=int, default=500)
+    p.add_argument("--leapfrog", type=int, default=10, help="HMC leapfrog steps per move")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.L = 4 if args.L is None else args.L
+        args.steps, args.layers, args.hidden = min(args.steps, 60), 2, [4]
+        args.imh_samples, args.reweight_samples = min(args.imh_samples, 200), 500
+        args.hmc_samples, args.hmc_warmup = min(args.hmc_samples, 200), 100
+        args.imh_chains, args.hmc_chains = 2, 2
+    ens = ENSEMBLES[args.ensemble]
+    args.L = ens["L"] if args.L is None else args.L
+    args.m2 = ens["m2"] if args.m2 is None else args.m2
+    args.lam = ens["lam"] if args.lam is None else args.lam
+    if args.out is None:
+        args.out = Path("results/phi4") / args.ensemble
+    return args
+
+
+def est(e) -> dict:
+    v, s = np.asarray(e.value, np.float64), np.asarray(e.stderr, np.float64)
+    if v.ndim == 0:
+        return {"value": float(v), "stderr": float(s)}
+    return {"value": v.tolist(), "stderr": s.tolist()}
+
+
+def tau(series) -> dict:
+    """τ_int = 1 + 2Σρ (Γ-method) of a (chains, samples) series; flags a missing window."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = obs.integrated_autocorrelation_time(series)
+    return {"tau": t.tau, "stderr": t.error, "window": t.window, "window_found": not caught}
+
+
+def analyse(phi, energy, *, logw=None, num_blocks=20) -> dict:
+    """Observables of an ensemble: MCMC chains (C, S, L, L) or weighted samples (N, L, L)."""
+    m = np.asarray(obs.magnetization(phi), np.float64)
+    out = {
+        "abs_M": est(obs.ensemble_mean(np.abs(m), logw=logw)),
+        "M": est(obs.ensemble_mean(m, logw=logw)),
+        "action": est(obs.ensemble_mean(np.asarray(energy, np.float64), logw=logw)),
+        "chi2": est(obs.susceptibility(phi, logw=logw, num_blocks=num_blocks)),
+        "binder": est(obs.binder_cumulant(phi, logw=logw, num_blocks=num_blocks)),
+        "G_t": est(obs.zero_momentum_correlator(phi, logw=logw, num_blocks=num_blocks)),
+    }
+    mp, xi = obs.pole_mass(phi, logw=logw, num_blocks=num_blocks)
+    out["pole_mass"], out["correlation_length"] = est(mp), est(xi)
+    if logw is None:
+        out["tau_int"] = {"abs_M": tau(np.abs(m)), "M": tau(m), "action": tau(energy)}
+        out["sign_changes_of_M_per_chain"] = np.sum(
+            np.diff(np.sign(m), axis=1) != 0, axis=1
+        ).tolist()
+    return out
+
+
+@eqx.filter_jit
+def _energies(target, x):
+    return jax.vmap(jax.vmap(target.energy))(x)
+
+
+def run_sampler(key, sampler, target, *, chains, samples, warmup, init=None):
+    kw = dict(num_chains=chains, num_samples=samples, num_warmup=warmup, initial_position=init)
+    t0 = time.perf_counter()
+    res = run_mcmc(key, sampler, target, **kw)
+    res.samples.block_until_ready()
+    wall = time.perf_counter() - t0
+    energy = np.asarray(_energies(target, res.samples), np.float64)
+    out = analyse(np.asarray(res.samples), energy)
+    steps = chains * (samples + warmup)
+    out.update(
+        {
+            "num_chains": chains,
+            "num_samples_per_chain": samples,
+            "num_warmup": warmup,
+            "acceptance_rate": float(np.mean(np.asarray(res.acceptance_rate))),
+            "num_energy_evals": res.num_energy_evals,
+            "num_grad_evals": res.num_grad_evals,
+            "num_flow_evals": res.num_flow_evals,
+            "energy_evals_per_step": res.num_energy_evals / steps,
+            "grad_evals_per_step": res.num_grad_evals / steps,
+            "wall_time_s_incl_compile": wall,
+        }
+    )
+    cost = max(out["grad_evals_per_step"], out["energy_evals_per_step"])
+    out["energy_evals_per_independent_sample"] = {
+        k: {"value": v["tau"] * cost, "stderr": v["stderr"] * cost}
+        for k, v in out["tau_int"].items()
+    }
+    if "step_size" in res.extras:
+        out["step_size"] = np.asarray(res.extras["step_size"]).tolist()
+    return out, res, energy
+
+
+def ess_curve(ess, num_windows: int = 10) -> dict:
+    """Mean batch ESS fraction over ``num_windows`` consecutive windows of training steps."""
+    ess = np.asarray(ess, np.float64)
+    edges = np.linspace(0, len(ess), num_windows + 1).astype(int)
+    return {
+        "window_end_step": edges[1:].tolist(),
+        "mean_ess_fraction": [
+            float(np.mean(ess[a:b])) for a, b in zip(edges[:-1], edges[1:], strict=True)
+        ],
+    }
+
+
+def figures(out: Path, history, runs, L):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    loss = history["loss"]
+    ax[0].plot(loss, lw=0.5, alpha=0.5, label="reverse KL  E_q[log q + S]")
+    k = max(1, len(loss) // 50)
+    ax[0].plot(np.arange(k - 1, len(loss)), np.convolve(loss, np.ones(k) / k, "valid"), lw=1.5)
+    ax[0].set_xlabel("training step"), ax[0].set_ylabel("loss"), ax[0].legend(fontsize=7)
+    ax[1].plot(history["ess_fraction"], lw=0.5)
+    ax[1].set_xlabel("training step"), ax[1].set_ylabel("ESS fraction (batch)")
+    fig.tight_layout(), fig.savefig(out / "training.png", dpi=120), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, (_, res, _) in runs.items():
+        m = np.asarray(obs.magnetization(res.samples)).ravel()
+        ax.hist(m, bins=60, density=True, histtype="step", label=name)
+    ax.set_xlabel("M = mean φ"), ax.set_ylabel("density"), ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(out / "magnetisation_histogram.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    t = np.arange(L)
+    for i, (name, (r, _, _)) in enumerate(runs.items()):
+        g = r["G_t"]
+        ax.errorbar(t + 0.08 * i, g["value"], g["stderr"], fmt="o-", ms=3, capsize=2, label=name)
+    ax.set_yscale("log"), ax.set_xlabel("t"), ax.set_ylabel("G(t)"), ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(out / "correlator.png", dpi=120), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    names = list(runs)
+    for j, obsname in enumerate(["abs_M", "M", "action"]):
+        vals = [runs[n][0]["energy_evals_per_independent_sample"][obsname] for n in names]
+        ax.bar(
+            np.arange(len(names)) + 0.27 * (j - 1),
+            [v["value"] for v in vals],
+            0.27,
+            yerr=[v["stderr"] for v in vals],
+            label=f"τ_int({obsname}) × cost/step",
+        )
+    ax.set_xticks(np.arange(len(names)), names), ax.set_yscale("log")
+    ax.set_ylabel("energy(+grad) evals per indep. sample"), ax.legend(fontsize=7)
+    fig.tight_layout(), fig.savefig(out / "tau_int.png", dpi=120), plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    z2 = args.z2 == "yes" or (args.z2 == "auto" and args.ensemble == "broken")
+    target = Phi4(args.L, args.m2, args.lam)
+    kappa, lam_t = target.hopping_parameters()
+    key = jax.random.key(args.seed)
+    k_flow, k_fit, k_imh, k_rw, k_hmc, k_nuts = jax.random.split(key, 6)
+
+    # -- flow, trained by reverse KL ------------------------------------------------------
+    flow = lattice_flow(
+        k_flow,
+        args.L,
+        num_layers=args.layers,
+        hidden_channels=tuple(args.hidden),
+        kernel_size=args.kernel,
+        coupling=args.coupling,
+        z2_equivariant=z2,
+    )
+    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+    t0 = time.perf_counter()
+    flow, history = physgen.fit(
+        k_fit,
+        flow,
+        ReverseKL(target, args.batch_size),
+        steps=args.steps,
+        optimizer=optimizer,
+        progress=not args.no_progress,
+    )
+    train_time = time.perf_counter() - t0
+
+    # -- reweighting of independent flow samples ------------------------------------------
+    @eqx.filter_jit
+    def draw(f, k):
+        x, lq = f.sample_and_log_prob(k, (args.reweight_samples,))
+        e = jax.vmap(target.energy)(x)
+        return x, e, -e - lq
+
+    x_rw, e_rw, logw = draw(flow, k_rw)
+    reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), logw=np.asarray(logw))
+    reweighted["ess_fraction"] = float(rw.ess_fraction(logw))
+    reweighted["log_Z"] = est(rw.log_Z(logw))
+    reweighted["elbo"] = est(rw.elbo(logw))
+    reweighted["num_samples"] = args.reweight_samples
+
+    # -- flow-IMH and HMC / NUTS on the same action ---------------------------------------
+    runs = {}
+    runs["flow_imh"] = run_sampler(
+        k_imh,
+        FlowIndependenceMetropolis(flow),
+        target,
+        chains=args.imh_chains,
+        samples=args.imh_samples,
+        warmup=0,
+    )
+    # MCMC starts from small random fields (both signs of M equally likely)
+    init = 0.1 * jax.random.normal(k_hmc, (args.hmc_chains, args.L, args.L))
+    if args.mcmc in ("hmc", "both"):
+        runs["hmc"] = run_sampler(
+            k_hmc,
+            HMC(0.1, args.leapfrog),
+            target,
+            chains=args.hmc_chains,
+            samples=args.hmc_samples,
+            warmup=args.hmc_warmup,
+            init=init,
+        )
+    if args.mcmc in ("nuts", "both"):
+        runs["nuts"] = run_sampler(
+            k_nuts,
+            NUTS(0.1),
+            target,
+            chains=args.hmc_chains,
+            samples=args.hmc_samples,
+            warmup=args.hmc_warmup,
+            init=init,
+        )
+
+    def agree(name, a, b):
+        d = a["value"] - b["value"]
+        s = math.hypot(a["stderr"], b["stderr"])
+        return {"difference": d, "stderr": s, "zscore": d / s if s > 0 else math.inf}
+
+    mc = "hmc" if "hmc" in runs else "nuts"
+    comparison = {
+        q: agree(q, runs["flow_imh"][0][q], runs[mc][0][q])
+        for q in ("abs_M", "chi2", "action", "binder")
+    }
+    comparison.update(
+        {f"reweighted_{q}": agree(q, reweighted[q], runs[mc][0][q]) for q in ("abs_M", "chi2")}
+    )
+    results = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": machine(),
+        "target": {
+            "name": "Phi4",
+            "ensemble": args.ensemble,
+            "L": args.L,
+            "m2": args.m2,
+            "lam": args.lam,
+            "kappa": kappa,
+            "lam_tilde": lam_t,
+            "action": "S = sum_x [sum_mu phi(x)(2phi(x) - phi(x+mu) - phi(x-mu)) "
+            "+ m2 phi^2 + lam phi^4]",
+        },
+        "flow": {
+            "coupling": args.coupling,
+            "z2_equivariant": z2,
+            "num_layers": args.layers,
+            "hidden_channels": args.hidden,
+            "kernel_size": args.kernel,
+            "num_parameters": int(
+                sum(
+                    x.size
+                    for x in jax.tree_util.tree_leaves(eqx.filter(flow, eqx.is_inexact_array))
+                )
+            ),
+            "train_steps": args.steps,
+            "batch_size": args.batch_size,
+            "train_time_s": train_time,
+            "train_energy_grad_evals": args.steps * args.batch_size,
+            "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
+            "final_ess_fraction_mean_last_100": float(np.mean(history["ess_fraction"][-100:])),
+            "ess_fraction_vs_step": ess_curve(history["ess_fraction"]),
+        },
+        "reweighting": reweighted,
+        **{name: r for name, (r, _, _) in runs.items()},
+        "flow_imh_vs_" + mc: comparison,
+    }
+    if args.ensemble == "tutorial" and args.L == 8:
+        results["tutorial_chi2"] = {
+            "reference": {"value": TUTORIAL_CHI2[0], "stderr": TUTORIAL_CHI2[1]},
+            **{n: runs[n][0]["chi2"] for n in runs},
+            "reweighted": reweighted["chi2"],
+        }
+    write_json(args.out / "results.json", results)
+    figures(args.out, history, runs, args.L)
+    summary = {
+        n: (
+            r["acceptance_rate"],
+            r["abs_M"]["value"],
+            r["chi2"]["value"],
+            r["chi2"]["stderr"],
+            r["tau_int"]["abs_M"]["tau"],
+        )
+        for n, (r, _, _) in runs.items()
+    }
+    print(
+        f"{args.ensemble}: L={args.L} m2={args.m2} lam={args.lam} z2={z2} "
+        f"train {train_time:.0f}s, ESS fraction {reweighted['ess_fraction']:.3f}"
+    )
+    for n, s in summary.items():
+        print(
+            f"  {n}: acc {s[0]:.3f}  <|M|> {s[1]:.4f}  chi2 {s[2]:.4f} ± {s[3]:.4f}  "
+            f"tau(|M|) {s[4]:.2f}"
+        )
+    print(
+        f"  reweighted: chi2 {reweighted['chi2']['value']:.4f} ± {reweighted['chi2']['stderr']:.4f}"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    main()

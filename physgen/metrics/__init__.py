@@ -1,0 +1,20 @@
+"""Metrics for generative models of low-dimensional physics data: test NLL with errors
+(exact models) or its bound (VAEs), precision/recall, MMD two-sample test, and distances
+between energy distributions for Boltzmann targets."""
+
+from ..gan import NoDensityError as NoDensityError
+from ._likelihood import (
+    require_density as require_density,
+    test_nll as test_nll,
+    test_nll_bound as test_nll_bound,
+)
+from ._samples import (
+    MMDTest as MMDTest,
+    energy_distances as energy_distances,
+    knn_radii as knn_radii,
+    median_bandwidth as median_bandwidth,
+    mmd2 as mmd2,
+    mmd_test as mmd_test,
+    precision_recall as precision_recall,
+    wasserstein_1d as wasserstein_1d,
+)

@@ -1,0 +1,25 @@
+"""Variational autoencoders: a lower bound on log p(x) (ELBO, IWAE) and an importance-sampled
+estimate of it, never an exact ``log_prob``."""
+
+from ._base import (
+    AbstractLatentVariableModel as AbstractLatentVariableModel,
+    diag_gaussian_log_prob as diag_gaussian_log_prob,
+    gaussian_kl as gaussian_kl,
+)
+from ._objectives import (
+    ELBO as ELBO,
+    IWAE as IWAE,
+    fit_annealed as fit_annealed,
+    kl_annealing_schedule as kl_annealing_schedule,
+)
+from ._vae import (
+    VAE as VAE,
+    AbstractDecoder as AbstractDecoder,
+    BernoulliDecoder as BernoulliDecoder,
+    GaussianDecoder as GaussianDecoder,
+    GaussianEncoder as GaussianEncoder,
+    bernoulli_vae as bernoulli_vae,
+    gaussian_vae as gaussian_vae,
+    interpolate as interpolate,
+    latent_traversal as latent_traversal,
+)

@@ -1,0 +1,137 @@
+"""GAN: the WGAN-GP penalty, spectral normalisation, the no-density type, alternating fit."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import physgen
+from physgen.gan import (
+    GAN,
+    WGANGP,
+    Critic,
+    NoDensityError,
+    NonSaturatingLoss,
+    fit_gan,
+    gradient_penalty,
+    spectral_norm_estimate,
+)
+from physgen.metrics import require_density
+
+
+def test_gradient_penalty_zero_for_unit_norm_linear_critic(x64):
+    key = jax.random.key(0)
+    w = jnp.array([0.6, -0.8, 0.0])  # |w| = 1: D is exactly 1-Lipschitz with |∇D| = 1
+    real = jax.random.normal(jax.random.key(1), (64, 3))
+    fake = 3.0 + jax.random.normal(jax.random.key(2), (64, 3))
+    assert float(gradient_penalty(lambda x: w @ x + 0.3, key, real, fake)) < 1e-20
+    # |w| = 2: (|∇D| − 1)² = 1 at every interpolate
+    assert np.isclose(gradient_penalty(lambda x: 2 * w @ x, key, real, fake), 1.0, rtol=1e-12)
+    # through the Critic module and the WGAN-GP loss: penalty zero, loss = E_G[D] − E_p[D]
+    critic, state = eqx.nn.make_with_state(Critic)(3, key=key, depth=0)
+    critic = eqx.tree_at(
+        lambda c: (c.layers[0].weight, c.layers[0].bias), critic, (w[None, :], jnp.array([0.3]))
+    )
+    loss, (_, aux) = WGANGP(10.0).critic_loss(critic, state, key, real, fake)
+    assert float(aux["gradient_penalty"]) < 1e-20
+    np.testing.assert_allclose(loss, jnp.mean(fake @ w) - jnp.mean(real @ w), rtol=1e-12)
+
+
+def test_spectral_norm_converges_to_largest_singular_value(x64):
+    # close top singular values: the power iteration converges slowly, like (2.9/3)^(2t)
+    u, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (4, 4)))
+    v, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(1), (3, 3)))
+    sing = jnp.array([3.0, 2.9, 0.5])
+    weight = u[:, :3] @ jnp.diag(sing) @ v.T
+    lin = eqx.tree_at(lambda m: m.weight, eqx.nn.Linear(3, 4, key=jax.random.key(2)), weight)
+    sn, state = eqx.nn.make_with_state(eqx.nn.SpectralNorm)(lin, "weight", key=jax.random.key(3))
+    x = jnp.ones(3)
+
+    def body(state, _):
+        state = sn(x, state)[1]
+        return state, spectral_norm_estimate(sn, state)
+
+    state, sigmas = eqx.filter_jit(lambda s: jax.lax.scan(body, s, length=400))(state)
+    errors = np.abs(np.asarray(sigmas) - 3.0)
+    assert errors[-1] < 1e-8
+    assert errors[0] > 1e3 * errors[-1]  # it converged here, not at initialisation
+    # the normalised layer has operator norm 1: maximal gain along the top right-singular vector
+    y, _ = sn(v[:, 0], state, inference=True)
+    assert np.isclose(jnp.linalg.norm(y - lin.bias), 1.0, atol=1e-8)
+
+
+def test_spectrally_normalised_critic_is_1_lipschitz(x64):
+    critic, state = eqx.nn.make_with_state(Critic)(
+        2, key=jax.random.key(0), width=16, depth=2, spectral_norm=True
+    )
+    critic = jax.tree_util.tree_map(lambda a: 5 * a if eqx.is_inexact_array(a) else a, critic)
+    step = eqx.filter_jit(lambda c, s: c(jnp.zeros(2), s)[1])
+    for _ in range(200):
+        state = step(critic, state)
+    xs = 3 * jax.random.normal(jax.random.key(1), (200, 2))
+    grads = jax.vmap(jax.grad(lambda x: critic(x, state, inference=True)[0]))(xs)
+    assert float(jnp.max(jnp.linalg.norm(grads, axis=-1))) <= 1.0 + 1e-6
+
+
+def test_gan_is_a_sampler_without_density():
+    gan, state = eqx.nn.make_with_state(GAN)(2, 2, key=jax.random.key(0), width=8, depth=1)
+    assert gan.sample(jax.random.key(1), (3, 5)).shape == (3, 5, 2)
+    with pytest.raises(NoDensityError, match="sampler without density"):
+        gan.log_prob(jnp.zeros((4, 2)))
+    with pytest.raises(NoDensityError, match="sampler without density"):
+        gan.sample_and_log_prob(jax.random.key(0), (4,))
+    with pytest.raises(NoDensityError, match="GAN"):
+        require_density(gan, "reweighting")
+    with pytest.raises(NoDensityError, match="sampler without density"):
+        physgen.fit(
+            jax.random.key(0),
+            gan,
+            physgen.objectives.MaximumLikelihood(),
+            data=jnp.zeros((8, 2)),
+            steps=1,
+            progress=False,
+        )
+    # the entry points that need log q(x) refuse it by type, before any computation
+    target = physgen.targets.DoubleWell()
+    with pytest.raises(NoDensityError, match="BoltzmannGenerator"):
+        physgen.BoltzmannGenerator(gan, target)
+    with pytest.raises(NoDensityError, match="FlowIndependenceMetropolis"):
+        physgen.samplers.FlowIndependenceMetropolis(gan)
+
+
+def test_non_saturating_loss_at_an_uninformative_critic():
+    """D ≡ 0 (σ(D) = ½): L_D = 2 log 2, L_G = log 2."""
+    critic, state = eqx.nn.make_with_state(Critic)(2, key=jax.random.key(0), depth=0)
+    critic = jax.tree_util.tree_map(lambda a: jnp.zeros_like(a) if eqx.is_array(a) else a, critic)
+    real, fake = jnp.ones((8, 2)), -jnp.ones((8, 2))
+    ld, _ = NonSaturatingLoss().critic_loss(critic, state, jax.random.key(0), real, fake)
+    lg, _ = NonSaturatingLoss().generator_loss(critic, state, fake)
+    assert np.isclose(ld, 2 * np.log(2)) and np.isclose(lg, np.log(2))
+
+
+def test_fit_gan_moves_generator_to_the_data():
+    """1-D data N(3, 0.5²): 200 non-saturating GAN steps bring the sample mean from ~0 to ~3
+    and the standard deviation near 0.5."""
+    data = 3.0 + 0.5 * jax.random.normal(jax.random.key(0), (2000, 1))
+    gan, state = eqx.nn.make_with_state(GAN)(1, 1, key=jax.random.key(1), width=16, depth=2)
+    before = float(jnp.mean(gan.sample(jax.random.key(2), (2000,))))
+    gan, state, hist = fit_gan(
+        jax.random.key(3),
+        gan,
+        state,
+        NonSaturatingLoss(),
+        data=data,
+        steps=200,
+        critic_steps=2,
+        batch_size=64,
+        learning_rate=3e-3,
+        chunk_size=100,
+        progress=False,
+    )
+    after = gan.sample(jax.random.key(2), (2000,))
+    assert set(hist) >= {"critic_loss", "generator_loss", "d_real", "d_fake"}
+    assert hist["critic_loss"].shape == (200,)
+    assert abs(before - 3.0) > 1.5
+    assert abs(float(jnp.mean(after)) - 3.0) < 0.5
+    assert 0.25 < float(jnp.std(after)) < 1.0

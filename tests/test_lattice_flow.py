@@ -1,0 +1,173 @@
+"""Lattice flows: checkerboard couplings with periodic conv conditioners — inverses,
+log-dets against dense Jacobians, translation and Z2 equivariance, identity at init."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from physgen.bijections._lattice_coupling import (
+    CheckerboardAffineCoupling,
+    CheckerboardSplineCoupling,
+    checkerboard,
+)
+from physgen.flows._lattice import lattice_flow
+from physgen.nn._conv import PeriodicConvNet
+
+L = 4
+
+
+def _perturb(model, seed, scale=0.3):
+    """Random non-zero parameters (new flows are the identity); NumPy noise, so that no
+    random kernel is compiled per leaf shape."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    rng = np.random.default_rng(seed)
+    params = jax.tree_util.tree_map(
+        lambda p: p + jnp.asarray(scale * rng.normal(size=p.shape), p.dtype), params
+    )
+    return eqx.combine(params, static)
+
+
+FLOWS = {
+    "affine": dict(coupling="affine"),
+    "spline": dict(coupling="spline", num_bins=4, interval=3.0),
+    "affine_z2": dict(coupling="affine", z2_equivariant=True),
+}
+
+
+SHIFTS = [(0, 0), (1, 1), (2, 0), (0, 2), (3, 1)]
+
+
+@eqx.filter_jit
+def _evaluate(flow, z):
+    """Everything the tests check, in one compiled call per flow structure."""
+    bij = flow.bijection
+    zs = jnp.stack([jnp.roll(z, s, axis=(0, 1)) for s in SHIFTS] + [jnp.roll(z, 1, axis=0), -z])
+    ys, lds = jax.vmap(bij.transform_and_log_det)(zs)
+    xs, ilds = jax.vmap(bij.inverse_and_log_det)(ys)
+    jac = jax.jacobian(lambda v: bij.transform(v.reshape(L, L)).reshape(-1))(z.reshape(-1))
+    x, lp = flow.sample_and_log_prob(jax.random.key(6), (3,))
+    return dict(
+        zs=zs,
+        ys=ys,
+        lds=lds,
+        xs=xs,
+        ilds=ilds,
+        lq=flow.log_prob(ys),
+        jac_logdet=jnp.linalg.slogdet(jac)[1],
+        sample_lp=lp,
+        sample_log_prob=flow.log_prob(x),
+    )
+
+
+@pytest.fixture(scope="module")
+def results():
+    with jax.enable_x64(True):
+        z = jax.random.normal(jax.random.key(2), (L, L), jnp.float64)
+        out = {}
+        for name in FLOWS:
+            flow = lattice_flow(
+                jax.random.key(0), L, num_layers=4, hidden_channels=(4,), **FLOWS[name]
+            )
+            out[name] = jax.device_get(_evaluate(_perturb(flow, 1), z))
+            out[name + "_init"] = jax.device_get(_evaluate(flow, z))
+    return out
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_round_trip_and_log_det_against_dense_jacobian(name, results):
+    r = results[name]
+    np.testing.assert_allclose(r["xs"], r["zs"], atol=1e-10)
+    np.testing.assert_allclose(r["ilds"], -r["lds"], atol=1e-10)
+    assert float(r["lds"][0]) == pytest.approx(float(r["jac_logdet"]), abs=1e-8)
+    assert abs(float(r["lds"][0])) > 1e-3  # the perturbed flow is not volume-preserving
+    np.testing.assert_allclose(r["sample_lp"], r["sample_log_prob"], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_translation_equivariance(name, results):
+    r = results[name]
+    ys, lds, lq = r["ys"], r["lds"], r["lq"]
+    for i, s in enumerate(SHIFTS):
+        np.testing.assert_allclose(ys[i], np.roll(ys[0], s, axis=(0, 1)), atol=1e-12)
+    n = len(SHIFTS)
+    np.testing.assert_allclose(lds[:n], lds[0], atol=1e-12)
+    np.testing.assert_allclose(lq[:n], lq[0], atol=1e-10)
+    # a shift by one site swaps the checkerboard colours: not a symmetry of the flow
+    assert not np.allclose(ys[n], np.roll(ys[0], 1, axis=0), atol=1e-6)
+
+
+def test_z2_equivariance(results):
+    r = results["affine_z2"]
+    np.testing.assert_allclose(r["ys"][-1], -r["ys"][0], atol=1e-12)
+    assert float(r["lds"][-1]) == pytest.approx(float(r["lds"][0]), abs=1e-12)
+    assert float(r["lq"][-1]) == pytest.approx(float(r["lq"][0]), abs=1e-10)
+    # the plain affine flow is not Z2-equivariant
+    p = results["affine"]
+    assert not np.allclose(p["ys"][-1], -p["ys"][0], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_new_flow_is_identity(name, results):
+    r = results[name + "_init"]
+    np.testing.assert_allclose(r["ys"], r["zs"], atol=1e-12)
+    np.testing.assert_allclose(r["lds"], 0.0, atol=1e-12)
+
+
+def test_float32_sample_and_log_prob_agree():
+    f = _perturb(
+        lattice_flow(jax.random.key(0), L, num_layers=2, hidden_channels=(2,)),
+        5,
+        0.1,
+    )
+    x, lp = eqx.filter_jit(f.sample_and_log_prob)(jax.random.key(6), (5,))
+    assert x.shape == (5, L, L) and x.dtype == jnp.float32
+    np.testing.assert_allclose(lp, eqx.filter_jit(f.log_prob)(x), rtol=1e-4, atol=1e-3)
+
+
+def test_periodic_conv_net_commutes_with_translations():
+    net = PeriodicConvNet(1, 3, (5, 5), 3, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (1, 6, 4))
+    shifts = [(0, 0), (1, 0), (0, 3), (5, 2)]
+    outs = eqx.filter_jit(jax.vmap(net))(jnp.stack([jnp.roll(x, s, axis=(1, 2)) for s in shifts]))
+    assert outs.shape == (4, 3, 6, 4)
+    for i, shift in enumerate(shifts):
+        np.testing.assert_allclose(outs[i], jnp.roll(outs[0], shift, axis=(1, 2)), atol=1e-5)
+    odd = PeriodicConvNet(1, 2, (4,), 3, key=jax.random.key(0), activation=jnp.tanh, use_bias=False)
+    both = eqx.filter_jit(jax.vmap(odd))(jnp.stack([x, -x]))
+    np.testing.assert_allclose(both[1], -both[0], atol=1e-6)
+    zero = PeriodicConvNet(1, 2, (4,), 3, key=jax.random.key(0), zero_init_last=True)
+    np.testing.assert_array_equal(eqx.filter_jit(zero)(x), 0.0)
+
+
+def test_checkerboard_mask():
+    m = checkerboard((4, 4), 0)
+    assert m.sum() == 8 and m[0, 0] and not m[0, 1]
+    np.testing.assert_array_equal(checkerboard((4, 4), 1), ~m)
+
+
+def test_bad_arguments_raise():
+    k = jax.random.key(0)
+    with pytest.raises(ValueError, match="even"):
+        lattice_flow(k, 5)
+    with pytest.raises(ValueError, match="num_layers"):
+        lattice_flow(k, 4, num_layers=3)
+    with pytest.raises(ValueError, match="coupling"):
+        lattice_flow(k, 4, coupling="maf")
+    with pytest.raises(ValueError, match="z2_equivariant"):
+        lattice_flow(k, 4, coupling="spline", z2_equivariant=True)
+    with pytest.raises(ValueError, match="2-D"):
+        CheckerboardAffineCoupling((16,), 0, key=k)
+    with pytest.raises(ValueError, match="parity"):
+        CheckerboardSplineCoupling((4, 4), 2, key=k)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        PeriodicConvNet(1, 2, (4,), 2, key=k)
+    with pytest.raises(ValueError, match="expected"):
+        PeriodicConvNet(1, 2, (4,), 3, key=k)(jnp.zeros((4, 4)))
+    with pytest.raises(ValueError, match="channels"):
+        CheckerboardAffineCoupling((4, 4), 0, key=k, conditioner=PeriodicConvNet(1, 3, (4,), key=k))
+    with pytest.raises(ValueError, match="shape"):
+        lattice_flow(k, 4, num_layers=2, hidden_channels=(2,)).log_prob(jnp.zeros((4, 5)))

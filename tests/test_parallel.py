@@ -1,0 +1,226 @@
+"""Several devices give the one-device results: training, HMC chains and reweighting.
+
+The sharded runs happen in a subprocess with 4 forced host devices (``XLA_FLAGS`` is set
+before jax is imported there; this process keeps its one device). The subprocess is this file
+run as a script; it writes its results to an ``.npz`` that the tests compare with the same
+computations done here on one device.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+NUM_DEVICES = 4
+STEPS = 50
+
+
+def _params(model):
+    import equinox as eqx
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return np.concatenate([np.ravel(np.asarray(x)) for x in leaves])
+
+
+def _compute(mesh, x64: bool, flow) -> dict:
+    """Everything the tests compare, with ``mesh`` (sharded) or without (one device)."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", x64)
+    import physgen
+    from physgen.objectives import MaximumLikelihood, ReverseKL
+    from physgen.reweighting import kish_ess, log_Z
+    from physgen.samplers import HMC, run_mcmc
+    from physgen.targets import DoubleWell
+
+    p = "64" if x64 else "32"
+    out = {}
+    target = DoubleWell()
+    dtype = jnp.float64 if x64 else jnp.float32
+    flow = jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, flow)
+    fit_kw = dict(steps=STEPS, chunk_size=STEPS, progress=False, mesh=mesh)
+    # data-free: the objective's own samples are split over the devices
+    model, hist = physgen.fit(jax.random.key(1), flow, ReverseKL(target, 64), **fit_kw)
+    out[f"rkl_params_{p}"] = _params(model)
+    out[f"rkl_loss_{p}"] = hist["loss"]
+    if not x64:  # data-parallel: the minibatch is split over the devices
+        data = 1.0 + 0.5 * jax.random.normal(jax.random.key(2), (512, 2))
+        ml_model, _ = physgen.fit(
+            jax.random.key(3), flow, MaximumLikelihood(), data=data, batch_size=64, **fit_kw
+        )
+        out[f"ml_params_{p}"] = _params(ml_model)
+
+    # float32: fixed step size (bit for bit); float64: per-chain step-size adaptation.
+    name, sampler = ("adapted", HMC(0.1, 5)) if x64 else ("fixed", HMC(0.1, 5, adapt=False))
+    res = run_mcmc(
+        jax.random.key(4), sampler, target, num_chains=8, num_samples=100, num_warmup=50, mesh=mesh
+    )
+    out[f"hmc_{name}_samples_{p}"] = np.asarray(res.samples)
+    out[f"hmc_{name}_acceptance_{p}"] = np.asarray(res.acceptance_rate)
+    out[f"hmc_{name}_evals_{p}"] = np.asarray(res.num_energy_evals)
+    out[f"hmc_{name}_devices_{p}"] = np.asarray(len(res.samples.sharding.device_set))
+
+    bg = physgen.BoltzmannGenerator(model, target)
+    x, logw = bg.sample_and_log_weights(jax.random.key(5), 1024, mesh=mesh)
+    out[f"bg_log_w_{p}"] = np.asarray(logw)
+    out[f"bg_devices_{p}"] = np.asarray(len(logw.sharding.device_set))
+    out[f"bg_rows_per_device_{p}"] = np.asarray(logw.addressable_shards[0].data.shape[0])
+    est = log_Z(logw)
+    positive = (x[:, 0] > 0).astype(logw.dtype)
+    w = jax.nn.softmax(logw)
+    out[f"bg_estimates_{p}"] = np.array(
+        [float(est.value), float(est.stderr), float(kish_ess(logw)), float(jnp.sum(w * positive))]
+    )
+    return out
+
+
+def _both_precisions(mesh) -> dict:
+    import jax
+
+    from physgen.flows import real_nvp
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        flow = real_nvp(jax.random.key(0), 2, num_layers=2, width=16)  # float32
+        out = _compute(mesh, False, flow)
+        out.update(_compute(mesh, True, flow))
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+    return out
+
+
+def _worker(path):
+    from physgen.parallel import make_mesh
+
+    mesh = make_mesh(NUM_DEVICES)
+    out = _both_precisions(mesh)
+    try:
+        import jax
+
+        from physgen.samplers import HMC, run_mcmc
+        from physgen.targets import DoubleWell
+
+        run_mcmc(
+            jax.random.key(0),
+            HMC(0.1, 2),
+            DoubleWell(),
+            num_chains=6,
+            num_samples=2,
+            num_warmup=0,
+            mesh=mesh,
+        )
+        out["indivisible_error"] = np.asarray("")
+    except ValueError as e:
+        out["indivisible_error"] = np.asarray(str(e))
+    out["num_devices"] = np.asarray(len(mesh.devices.flat))
+    np.savez(path, **out)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """``(sharded, single)``: the 4-device results (subprocess) and the one-device ones."""
+    path = tmp_path_factory.mktemp("parallel") / "sharded.npz"
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={NUM_DEVICES}"
+    ).strip()
+    env.pop("JAX_ENABLE_X64", None)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    import jax
+
+    assert jax.device_count() == 1  # the default test process keeps one device
+    single = _both_precisions(None)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log
+    with np.load(path) as f:
+        sharded = dict(f)
+    return sharded, single
+
+
+def test_the_subprocess_really_used_four_devices(results):
+    sharded, single = results
+    assert int(sharded["num_devices"]) == NUM_DEVICES
+    assert int(sharded["hmc_fixed_devices_32"]) == NUM_DEVICES
+    assert int(sharded["hmc_adapted_devices_64"]) == NUM_DEVICES
+    assert int(single["hmc_fixed_devices_32"]) == 1
+    for p in ("32", "64"):
+        assert int(sharded[f"bg_devices_{p}"]) == NUM_DEVICES
+        assert int(sharded[f"bg_rows_per_device_{p}"]) == 1024 // NUM_DEVICES
+    assert "num_chains=6" in str(sharded["indivisible_error"])
+
+
+@pytest.mark.parametrize("p, atol", [("32", 1e-5), ("64", 1e-12)])
+def test_training_gives_the_same_parameters(results, p, atol):
+    sharded, single = results
+    for name in ("rkl", "ml") if p == "32" else ("rkl",):
+        a, b = sharded[f"{name}_params_{p}"], single[f"{name}_params_{p}"]
+        assert a.dtype == (np.float64 if p == "64" else np.float32)
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=name)
+    # the parameters moved: equality is not that of two untrained models
+    assert np.max(np.abs(np.diff(single[f"rkl_loss_{p}"]))) > 0
+    np.testing.assert_allclose(
+        sharded[f"rkl_loss_{p}"], single[f"rkl_loss_{p}"], rtol=10 * atol, atol=10 * atol
+    )
+
+
+def test_fixed_step_hmc_chains_are_identical_sample_for_sample(results):
+    sharded, single = results
+    a, b = sharded["hmc_fixed_samples_32"], single["hmc_fixed_samples_32"]
+    assert a.shape == (8, 100, 2)
+    assert np.std(a[:, :, 0]) > 0.1  # the chains move
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(
+        sharded["hmc_fixed_acceptance_32"], single["hmc_fixed_acceptance_32"]
+    )
+    assert int(sharded["hmc_fixed_evals_32"]) == int(single["hmc_fixed_evals_32"])
+
+
+def test_adapted_hmc_chains_equal_sample_for_sample_in_float64(results):
+    # step-size adaptation compiles to arithmetic whose last bit depends on the vector width
+    # (chains per device); in float64 the trajectories stay equal far below any MC error.
+    sharded, single = results
+    a, b = sharded["hmc_adapted_samples_64"], single["hmc_adapted_samples_64"]
+    assert a.shape == (8, 100, 2)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        sharded["hmc_adapted_acceptance_64"], single["hmc_adapted_acceptance_64"], atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("p, rtol", [("32", 1e-5), ("64", 1e-12)])
+def test_reweighting_estimates_are_equal(results, p, rtol):
+    sharded, single = results
+    a, b = sharded[f"bg_log_w_{p}"], single[f"bg_log_w_{p}"]
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.max(np.abs(b)))
+    # log Z, its standard error, Kish ESS, P(x_0 > 0)
+    np.testing.assert_allclose(
+        sharded[f"bg_estimates_{p}"], single[f"bg_estimates_{p}"], rtol=10 * rtol
+    )
+
+
+def test_errors_name_the_problem():
+    from physgen.parallel import make_mesh, shard_batch
+
+    with pytest.raises(ValueError, match="between 1 and"):
+        make_mesh(10_000)
+    mesh = make_mesh(1)
+    assert shard_batch(np.ones((3, 2)), mesh).shape == (3, 2)
+    with pytest.raises(ValueError, match="leading axis"):
+        shard_batch(np.ones(()), mesh)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
