@@ -23,8 +23,9 @@ from ._spline import (
 from ._utils import as_shape, check_inputs
 
 
-def _partition(shape: Shape, mask, split) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the conditioning (unchanged) and the transformed entries."""
+def _partition(shape: Shape, mask, split) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Flat indices of the conditioning (unchanged) and the transformed entries, and the
+    split point when the conditioning entries are exactly the first ``split`` ones."""
     size = math.prod(shape)
     if mask is not None and split is not None:
         raise ValueError("give either mask or split, not both")
@@ -44,7 +45,9 @@ def _partition(shape: Shape, mask, split) -> tuple[np.ndarray, np.ndarray]:
     cond_idx, trans_idx = np.flatnonzero(m), np.flatnonzero(~m)
     if trans_idx.size == 0:
         raise ValueError("the coupling mask leaves no entry to transform")
-    return cond_idx.astype(np.int32), trans_idx.astype(np.int32)
+    contiguous = np.array_equal(cond_idx, np.arange(cond_idx.size))
+    return (cond_idx.astype(np.int32), trans_idx.astype(np.int32),
+            int(cond_idx.size) if contiguous else None)
 
 
 def _conditioner(conditioner, in_size, out_size, width, depth, key):
@@ -72,12 +75,28 @@ def _cond_size(cond_shape) -> int:
 
 
 def _split(bij, x, condition):
-    """Flatten ``x``; return (flat, conditioner input, transformed entries)."""
+    """Flatten ``x``; return (flat, conditioner input, transformed entries).
+
+    A contiguous partition is sliced rather than gathered: inside a stacked ``Scan`` the
+    index arrays are traced, and gathers (scatter-adds in the backward pass) are markedly
+    slower than slices on CPU."""
     flat = x.reshape(-1)
-    inp = flat[bij.cond_idx]
+    if bij.split is not None:
+        inp, rest = flat[: bij.split], flat[bij.split :]
+    else:
+        inp, rest = flat[bij.cond_idx], flat[bij.trans_idx]
     if bij.cond_shape is not None:
         inp = jnp.concatenate([inp, jnp.reshape(condition, -1).astype(flat.dtype)])
-    return flat, inp, flat[bij.trans_idx]
+    return flat, inp, rest
+
+
+def _merge(bij, flat, new):
+    """``flat`` with its transformed entries replaced by ``new``, in the event shape."""
+    if bij.split is not None:
+        out = jnp.concatenate([flat[: bij.split], new])
+    else:
+        out = flat.at[bij.trans_idx].set(new)
+    return out.reshape(bij.shape)
 
 
 class AffineCoupling(AbstractBijection):
@@ -101,6 +120,7 @@ class AffineCoupling(AbstractBijection):
     conditioner: eqx.Module
     cond_idx: Array
     trans_idx: Array
+    split: int | None = eqx.field(static=True)
     additive: bool = eqx.field(static=True)
     min_scale: float = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
@@ -122,7 +142,7 @@ class AffineCoupling(AbstractBijection):
     ):
         shape = as_shape(shape)
         cond_shape = None if cond_shape is None else as_shape(cond_shape, "cond_shape")
-        cond_idx, trans_idx = _partition(shape, mask, split)
+        cond_idx, trans_idx, self.split = _partition(shape, mask, split)
         n_out = trans_idx.size * (1 if additive else 2)
         self.conditioner = _conditioner(
             conditioner, cond_idx.size + _cond_size(cond_shape), n_out,
@@ -153,7 +173,7 @@ class AffineCoupling(AbstractBijection):
             yt, ld = xt + shift, jnp.zeros((), flat.dtype)
         else:
             yt, ld = shift + scale * xt, jnp.sum(jnp.log(scale))
-        return flat.at[self.trans_idx].set(yt).reshape(self.shape), ld
+        return _merge(self, flat, yt), ld
 
     def inverse_and_log_det(
         self, y: Array, condition: Array | None = None
@@ -165,7 +185,7 @@ class AffineCoupling(AbstractBijection):
             xt, ld = yt - shift, jnp.zeros((), flat.dtype)
         else:
             xt, ld = (yt - shift) / scale, -jnp.sum(jnp.log(scale))
-        return flat.at[self.trans_idx].set(xt).reshape(self.shape), ld
+        return _merge(self, flat, xt), ld
 
 
 class SplineCoupling(AbstractBijection):
@@ -183,6 +203,7 @@ class SplineCoupling(AbstractBijection):
     conditioner: eqx.Module
     cond_idx: Array
     trans_idx: Array
+    split: int | None = eqx.field(static=True)
     num_bins: int = eqx.field(static=True)
     interval: float = eqx.field(static=True)
     min_bin_width: float = eqx.field(static=True)
@@ -211,7 +232,7 @@ class SplineCoupling(AbstractBijection):
         shape = as_shape(shape)
         cond_shape = None if cond_shape is None else as_shape(cond_shape, "cond_shape")
         _check_spline_args(num_bins, interval, min_bin_width, min_bin_height, min_derivative)
-        cond_idx, trans_idx = _partition(shape, mask, split)
+        cond_idx, trans_idx, self.split = _partition(shape, mask, split)
         self.conditioner = _conditioner(
             conditioner, cond_idx.size + _cond_size(cond_shape),
             trans_idx.size * (3 * num_bins - 1), conditioner_width, conditioner_depth, key,
@@ -242,7 +263,7 @@ class SplineCoupling(AbstractBijection):
         yt, ld = elementwise_spline(
             rational_quadratic_spline, xt, *self._knots(inp, xt.shape[0])
         )
-        return flat.at[self.trans_idx].set(yt).reshape(self.shape), ld
+        return _merge(self, flat, yt), ld
 
     def inverse_and_log_det(
         self, y: Array, condition: Array | None = None
@@ -252,4 +273,4 @@ class SplineCoupling(AbstractBijection):
         xt, ld = elementwise_spline(
             rational_quadratic_spline_inverse, yt, *self._knots(inp, yt.shape[0])
         )
-        return flat.at[self.trans_idx].set(xt).reshape(self.shape), ld
+        return _merge(self, flat, xt), ld
