@@ -252,3 +252,20 @@ def test_boltzmann_generator_checks_shapes_at_construction():
     x, logw = bg.sample_and_log_weights(jax.random.key(0), 10)
     # q = N(0, I) and p̃ = exp(-|x|²/2): log w = log Z = (3/2) log 2π for every sample
     np.testing.assert_allclose(logw, 1.5 * math.log(2 * math.pi), rtol=1e-5)
+
+
+def test_default_optimizer_does_not_recompile_fit():
+    """``fit`` without an optimizer reuses one ``optax.adam`` per learning rate, so a second
+    call hits the compilation cache (a new optimizer object would be a new static argument)."""
+    from physgen.training._fit import _run_chunk, default_optimizer
+
+    assert default_optimizer(1e-3) is default_optimizer(1e-3)
+    assert default_optimizer(1e-3) is not default_optimizer(2e-3)
+    data = jax.random.normal(jax.random.key(0), (64, 2))
+    flow = physgen.flows.real_nvp(jax.random.key(1), 2, num_layers=1, width=4, depth=1)
+    kw = dict(data=data, steps=3, batch_size=8, chunk_size=3, progress=False,
+              learning_rate=1.234e-3)
+    physgen.fit(jax.random.key(2), flow, physgen.objectives.MaximumLikelihood(), **kw)
+    before = _run_chunk._cached._cache_size()
+    physgen.fit(jax.random.key(3), flow, physgen.objectives.MaximumLikelihood(), **kw)
+    assert _run_chunk._cached._cache_size() == before

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .._custom_types import Array, Key
 from .._errors import check_event_shape, check_finite_tree
-from ..training import NonFiniteLossError
+from ..training._fit import NonFiniteLossError, default_optimizer
 from ._losses import AbstractGANLoss
 from ._modules import GAN
 
@@ -160,8 +160,8 @@ def fit_gan(
         raise ValueError(f"data must have shape (N, *{tuple(gan.shape)}), got {data.shape}")
     if not bool(jnp.all(jnp.isfinite(data))):
         raise ValueError("data contains NaN or inf")
-    g_opt = generator_optimizer or optax.adam(learning_rate, b1=0.5, b2=0.9)
-    c_opt = critic_optimizer or optax.adam(learning_rate, b1=0.5, b2=0.9)
+    g_opt = generator_optimizer or default_optimizer(learning_rate, 0.5, 0.9)
+    c_opt = critic_optimizer or default_optimizer(learning_rate, 0.5, 0.9)
     g_params, g_static = eqx.partition(gan.generator, eqx.is_inexact_array)
     c_params, c_static = eqx.partition(gan.critic, eqx.is_inexact_array)
     g_opt_state, c_opt_state = g_opt.init(g_params), c_opt.init(c_params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from typing import Any
@@ -38,6 +39,14 @@ class NonFiniteLossError(FloatingPointError):
 def _tree_all_finite(tree) -> Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+@functools.lru_cache(maxsize=32)
+def default_optimizer(learning_rate: float, b1: float = 0.9, b2: float = 0.999):
+    """``optax.adam(learning_rate, b1, b2)``, one object per setting: the optimiser is a
+    static argument of the compiled training chunk, so a fresh ``optax.adam`` per call of
+    ``fit`` would recompile it every time."""
+    return optax.adam(learning_rate, b1=b1, b2=b2)
 
 
 @eqx.filter_jit
@@ -172,7 +181,7 @@ def fit(
                 f"batch_size={batch_size} cannot be split over the {mesh.size} devices of the "
                 f"mesh: use a multiple of {mesh.size}"
             )
-    optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
+    optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     chunk_size = int(min(chunk_size, steps))
     num_chunks = math.ceil(steps / chunk_size)
 

@@ -16,7 +16,7 @@ from .._custom_types import Array, Key
 from .._errors import check_finite_tree
 from ..objectives._fab import FAB, _ais_diagnostics
 from ..objectives._replay_buffer import ReplayBuffer
-from ._fit import NonFiniteLossError, _tree_all_finite
+from ._fit import NonFiniteLossError, _tree_all_finite, default_optimizer
 
 
 class FABState(NamedTuple):
@@ -194,7 +194,7 @@ def fit_fab(
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
     check_finite_tree(model, "model")
-    optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
+    optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     chunk_size = int(min(chunk_size, steps))
     num_chunks = math.ceil(steps / chunk_size)
     params, static = eqx.partition(model, filter_spec)
