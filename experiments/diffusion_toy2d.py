@@ -78,6 +78,24 @@ def mean_se(v):
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
+def _train(key, data, args):
+    """The script's diffusion model on ``data``: ``(model, history)``."""
+    return train_diffusion(
+        key,
+        data,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        quick=args.quick,
+        lr=args.lr,
+        width=args.width,
+        depth=args.depth,
+        weighting=args.weighting,
+        eps=args.eps,
+        progress=not args.no_progress,
+        return_history=True,
+    )
+
+
 def run_toy2d(args, key):
     runs, panels = [], []
     for d_i, name in enumerate(args.dataset):
@@ -86,20 +104,7 @@ def run_toy2d(args, key):
         train, test = ds.sample(k_tr, args.num_train), ds.sample(k_te, args.num_test)
         h, h_se = ds.entropy(k_h, 20_000 if args.quick else 200_000)
         t0 = time.perf_counter()
-        model, hist = train_diffusion(
-            k_fit,
-            train,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            quick=args.quick,
-            lr=args.lr,
-            width=args.width,
-            depth=args.depth,
-            weighting=args.weighting,
-            eps=args.eps,
-            progress=not args.no_progress,
-            return_history=True,
-        )
+        model, hist = _train(k_fit, train, args)
         train_time = time.perf_counter() - t0
         t0 = time.perf_counter()
         lp = diffusion_log_prob(model, test)
@@ -143,20 +148,7 @@ def run_double_well(args, key):
     k_data, k_fit, k_s, k_boot = jax.random.split(key, 4)
     train = target.sample_exact(k_data, args.num_train)
     t0 = time.perf_counter()
-    model, hist = train_diffusion(
-        k_fit,
-        train,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        quick=args.quick,
-        lr=args.lr,
-        width=args.width,
-        depth=args.depth,
-        weighting=args.weighting,
-        eps=args.eps,
-        progress=not args.no_progress,
-        return_history=True,
-    )
+    model, hist = _train(k_fit, train, args)
     train_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     x, log_q = diffusion_sample_and_log_prob(model, k_s, args.num_samples)

@@ -18,7 +18,6 @@ samples.png to --out.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 import time
@@ -38,7 +37,9 @@ from _common import machine, write_json  # noqa: E402
 import physgen  # noqa: E402
 from physgen.autoregressive import AutoregressiveMixture  # noqa: E402
 from physgen.datasets import get_dataset  # noqa: E402
-from physgen.flows import neural_spline_flow, real_nvp  # noqa: E402
+from physgen.diffusion import DenoisingScoreMatching, diffusion_model  # noqa: E402
+from physgen.flow_matching import FlowMatching  # noqa: E402
+from physgen.flows import cnf, neural_spline_flow, real_nvp  # noqa: E402
 from physgen.gan import GAN, WGANGP, NonSaturatingLoss, fit_gan  # noqa: E402
 from physgen.metrics import (  # noqa: E402
     energy_distances,
@@ -215,47 +216,33 @@ def _ode_fitted(model, hist, args):
     )
 
 
-if importlib.util.find_spec("physgen.flow_matching") is not None:
-
-    @register("flow_matching", "exact")
-    def fit_flow_matching(key, train, args):
-        from physgen.flow_matching import FlowMatching
-        from physgen.flows import cnf
-
-        ki, kf = jax.random.split(key)
-        model = cnf(ki, 2, width=args.width, depth=3, zero_init=False, rtol=1e-4, atol=1e-4)
-        model, hist = physgen.fit(
-            kf,
-            model,
-            FlowMatching(),
-            data=train,
-            steps=args.steps,
-            optimizer=_optimizer(args, args.steps),
-            batch_size=args.batch_size,
-            progress=not args.no_progress,
-        )
-        return _ode_fitted(model, hist, args)
+def _fit_ode(key, model, objective, train, args):
+    """Train a continuous model (vector field or score net) and wrap it as :class:`Fitted`."""
+    model, hist = physgen.fit(
+        key,
+        model,
+        objective,
+        data=train,
+        steps=args.steps,
+        optimizer=_optimizer(args, args.steps),
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    return _ode_fitted(model, hist, args)
 
 
-if importlib.util.find_spec("physgen.diffusion") is not None:
+@register("flow_matching", "exact")
+def fit_flow_matching(key, train, args):
+    ki, kf = jax.random.split(key)
+    model = cnf(ki, 2, width=args.width, depth=3, zero_init=False, rtol=1e-4, atol=1e-4)
+    return _fit_ode(kf, model, FlowMatching(), train, args)
 
-    @register("diffusion", "exact")
-    def fit_diffusion(key, train, args):
-        from physgen.diffusion import DenoisingScoreMatching, diffusion_model
 
-        ki, kf = jax.random.split(key)
-        model = diffusion_model(ki, 2, width=args.width, depth=3, rtol=1e-4, atol=1e-4)
-        model, hist = physgen.fit(
-            kf,
-            model,
-            DenoisingScoreMatching(),
-            data=train,
-            steps=args.steps,
-            optimizer=_optimizer(args, args.steps),
-            batch_size=args.batch_size,
-            progress=not args.no_progress,
-        )
-        return _ode_fitted(model, hist, args)
+@register("diffusion", "exact")
+def fit_diffusion(key, train, args):
+    ki, kf = jax.random.split(key)
+    model = diffusion_model(ki, 2, width=args.width, depth=3, rtol=1e-4, atol=1e-4)
+    return _fit_ode(kf, model, DenoisingScoreMatching(), train, args)
 
 
 # -- data sets ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def _load(name):
     return mod
 
 
-@pytest.mark.parametrize("name", ["double_well", "toy2d"])
+@pytest.mark.parametrize("name", ["double_well", "toy2d", "diffusion_toy2d"])
 def test_help(name, capsys):
     with pytest.raises(SystemExit) as e:
         _load(name).parse_args(["--help"])
@@ -76,3 +76,12 @@ def test_scaling_benchmark_quick(tmp_path):
                 assert row[w]["mean"] > 0 and math.isfinite(row[w]["mean"]), (n, w, row[w])
                 assert row[w]["speedup"] > 0
     assert (tmp_path / "scaling.png").stat().st_size > 1000
+
+
+def test_diffusion_toy2d_quick(tmp_path):
+    _load("diffusion_toy2d").main(["--quick", "--no-progress", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "results.json").read_text())
+    for run in r["runs"]:
+        gap = run["gap_nll_minus_entropy"]
+        assert math.isfinite(gap["value"]) and gap["stderr"] > 0, run
+        assert gap["value"] > -4 * gap["stderr"]  # KL(p||q) >= 0 up to noise
