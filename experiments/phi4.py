@@ -70,18 +70,18 @@ def parse_args(argv=None):
         default="auto",
         help="Z2-equivariant flow (auto: yes for the broken phase)",
     )
-    p.add_argument("--layers", type=int, default=8, help="coupling layers (even)")
+    p.add_argument("--layers", type=int, default=16, help="coupling layers (even)")
     p.add_argument(
         "--hidden",
         type=int,
         nargs="+",
-        default=[8, 8],
+        default=[16, 16],
         help="hidden channels of the conv conditioners",
     )
     p.add_argument("--kernel", type=int, default=3, help="conv kernel size")
-    p.add_argument("--steps", type=int, default=1000, help="training steps")
-    p.add_argument("--batch-size", type=int, default=64, help="flow samples per step")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
+    p.add_argument("--steps", type=int, default=7000, help="training steps")
+    p.add_argument("--batch-size", type=int, default=128, help="flow samples per step")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--imh-chains", type=int, default=4)
     p.add_argument("--imh-samples", type=int, default=5000, help="flow-IMH steps per chain")
     p.add_argument(
@@ -100,6 +100,7 @@ def parse_args(argv=None):
     if args.quick:
         args.L = 4 if args.L is None else args.L
         args.steps, args.layers, args.hidden = min(args.steps, 60), 2, [4]
+        args.batch_size = min(args.batch_size, 64)
         args.imh_samples, args.reweight_samples = min(args.imh_samples, 200), 500
         args.hmc_samples, args.hmc_warmup = min(args.hmc_samples, 200), 100
         args.imh_chains, args.hmc_chains = 2, 2

@@ -238,8 +238,12 @@ def _phi4_tables(r: dict) -> dict[str, str]:
 
 
 def _phi4_numbers(r: dict) -> dict[str, str]:
-    t = r["target"]
-    return {"PhiL": str(t["L"]), "PhiMsq": num(t["m2"]), "PhiLam": num(t["lam"], 4)}
+    t, f = r["target"], r["flow"]
+    return {"PhiL": str(t["L"]), "PhiMsq": num(t["m2"]), "PhiLam": num(t["lam"], 4),
+            "PhiLayers": str(f["num_layers"]), "PhiCoupling": tex_escape(f["coupling"]),
+            "PhiHidden": " + ".join(str(h) for h in f["hidden_channels"]),
+            "PhiSteps": integer(f["train_steps"]), "PhiBatch": integer(f["batch_size"]),
+            "PhiParams": integer(f["num_parameters"])}
 
 
 def _scaling_tables(r: dict) -> dict[str, str]:

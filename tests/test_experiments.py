@@ -11,9 +11,10 @@ import pytest
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def _load(name):
+def _load(name, folder=EXPERIMENTS):
+    sys.path.insert(0, str(folder))
     sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -60,11 +61,7 @@ def test_toy2d_quick(tmp_path):
 def test_scaling_benchmark_quick(tmp_path):
     """The scaling benchmark measures 1 and 2 (forced host) devices, each in its own process,
     and reports throughput with errors and speed-ups against one device."""
-    sys.path.insert(0, str(EXPERIMENTS / "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "scaling", EXPERIMENTS / "benchmarks" / "scaling.py")
-    scaling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scaling)
+    scaling = _load("scaling", EXPERIMENTS / "benchmarks")
     scaling.main(["--quick", "--out", str(tmp_path)])
     r = json.loads((tmp_path / "results.json").read_text())
     assert set(r["results_by_devices"]) == {"1", "2"}
@@ -85,3 +82,25 @@ def test_diffusion_toy2d_quick(tmp_path):
         gap = run["gap_nll_minus_entropy"]
         assert math.isfinite(gap["value"]) and gap["stderr"] > 0, run
         assert gap["value"] > -4 * gap["stderr"]  # KL(p||q) >= 0 up to noise
+
+
+def test_lattice_conv_benchmark_quick(tmp_path):
+    """Both forms of the periodic convolution are timed and give the same loss and gradient."""
+    _load("lattice_conv", EXPERIMENTS / "benchmarks").main(["--quick", "--out", str(tmp_path)])
+    r = json.loads((tmp_path / "results.json").read_text())
+    (row,) = r["rows"]
+    for context in ("single_net", "scanned_layers"):
+        q = row[context]
+        assert q["loss_relative_difference"] < 1e-5 and q["grad_max_relative_difference"] < 1e-4
+        assert all(t > 0 for t in q["grad_time_s"].values())
+    assert (tmp_path / "lattice_conv.png").stat().st_size > 1000
+
+
+def test_vs_flowjax_profile_splits_the_sampling_time():
+    """The profile a slower row gets: XLA cost analysis and part timings for both libraries."""
+    pytest.importorskip("flowjax")
+    bench = _load("vs_flowjax", EXPERIMENTS / "benchmarks")
+    prof = bench.profile("nsf", 2, bench.parse_args(["--quick"]))
+    for lib in bench.LIBRARIES:
+        assert prof[lib]["xla_cost"]["flops"] > 0 and prof[lib]["xla_cost"]["bytes accessed"] > 0
+        assert prof[lib]["base_draws_s"] > 0 and prof[lib]["bijection_s"] > 0

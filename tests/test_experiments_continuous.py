@@ -6,6 +6,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -44,13 +46,14 @@ def test_toy2d_continuous_families_quick(tmp_path):
     assert (tmp_path / "trajectories.png").stat().st_size > 1000
 
 
-def test_double_well_flow_matching_quick(tmp_path):
+@pytest.mark.parametrize("model", ["flow_matching", "diffusion"])
+def test_double_well_continuous_model_quick(tmp_path, model):
     _load("double_well").main(
-        ["--quick", "--out", str(tmp_path), "--no-progress", "--model", "flow_matching"]
+        ["--quick", "--out", str(tmp_path), "--no-progress", "--model", model]
     )
     r = json.loads((tmp_path / "results.json").read_text())
     bg = r["boltzmann_generator"]
-    assert bg["model"] == "flow_matching"
+    assert bg["model"] == model
     assert 0 < bg["training_data_fraction_in_B"] < 1  # data from both wells
     assert 0 < bg["ess_fraction"] <= 1
     for name in ["log_Z", "p_A", "delta_F_B_minus_A_kT"]:

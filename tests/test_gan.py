@@ -135,3 +135,21 @@ def test_fit_gan_moves_generator_to_the_data():
     assert abs(before - 3.0) > 1.5
     assert abs(float(jnp.mean(after)) - 3.0) < 0.5
     assert 0.25 < float(jnp.std(after)) < 1.0
+
+
+def test_fit_gan_stops_at_the_first_non_finite_step():
+    """A generator update that would make its parameters NaN (finite loss and gradient, NaN
+    learning rate): training stops at that step, names it, and returns the GAN from before."""
+    import optax
+
+    data = jax.random.normal(jax.random.key(0), (100, 1))
+    gan, state = eqx.nn.make_with_state(GAN)(1, 1, key=jax.random.key(1), width=8, depth=1)
+    with pytest.raises(physgen.NonFiniteLossError, match=r"GAN loss .* at step 0 ") as err:
+        fit_gan(jax.random.key(3), gan, state, NonSaturatingLoss(), data=data, steps=10,
+                batch_size=16, generator_optimizer=optax.sgd(jnp.nan), chunk_size=4,
+                progress=False)
+    assert err.value.step == 0
+    for before, after in zip(jax.tree_util.tree_leaves(eqx.filter(gan, eqx.is_array)),
+                             jax.tree_util.tree_leaves(eqx.filter(err.value.model, eqx.is_array)),
+                             strict=True):
+        np.testing.assert_array_equal(before, after)

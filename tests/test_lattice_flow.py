@@ -15,7 +15,7 @@ from physgen.bijections._lattice_coupling import (
     checkerboard,
 )
 from physgen.flows._lattice import lattice_flow
-from physgen.nn._conv import PeriodicConvNet
+from physgen.nn._conv import PeriodicConvNet, periodic_conv
 
 L = 4
 
@@ -141,6 +141,18 @@ def test_periodic_conv_net_commutes_with_translations():
     np.testing.assert_allclose(both[1], -both[0], atol=1e-6)
     zero = PeriodicConvNet(1, 2, (4,), 3, key=jax.random.key(0), zero_init_last=True)
     np.testing.assert_array_equal(eqx.filter_jit(zero)(x), 0.0)
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+@pytest.mark.parametrize("bias", [True, False])
+def test_periodic_conv_equals_circular_conv2d(x64, kernel, bias):
+    """The matrix-product convolution equals eqx's circular-padded Conv2d (the reference)."""
+    conv = eqx.nn.Conv2d(3, 4, kernel, padding=kernel // 2, padding_mode="CIRCULAR",
+                         use_bias=bias, key=jax.random.key(0))
+    conv = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a)
+                                  else a, conv)
+    x = jax.random.normal(jax.random.key(1), (3, 6, 8), jnp.float64)
+    np.testing.assert_allclose(periodic_conv(conv, x), conv(x), rtol=1e-12, atol=1e-12)
 
 
 def test_checkerboard_mask():

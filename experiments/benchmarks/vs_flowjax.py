@@ -8,10 +8,14 @@ timed function is the same code for both; only the model differs:
   and ``optax.adam`` in one ``eqx.filter_jit`` (the model and optimiser state are donated
   neither way);
 - sampling + log-density: ``sample_and_log_prob(key, (n,))``, jitted;
-- compile time vs depth: lowering + compiling the training step for 2 ... 32 layers.
+- compile time vs depth: lowering + compiling the training step for 2 ... 32 layers;
+- for every row where physgen is slower (or all, ``--profile-all``): XLA's cost analysis of
+  both compiled samplers and the times of their parts (base draws; the bijection).
 
-Times are after compilation, the median of ``--repeats`` repeats of ``--inner`` calls each.
-The ratio column is flowjax time / physgen time (> 1: physgen faster).
+Times are after compilation: ``--repeats`` repeats of ``--inner`` calls each, the two
+libraries interleaved repeat by repeat so that a change in the machine's load hits both. The
+ratio column is the median over repeats of the paired ratio flowjax time / physgen time
+(> 1: physgen faster), with its interquartile range in results.json.
 Writes results.json and vs_flowjax.{png,pdf} to ``--out``; needs the ``bench`` extra
 (``pip install -e ".[bench]"``).
 """
@@ -35,6 +39,7 @@ from _common import machine, write_json  # noqa: E402
 from physgen.flows import neural_spline_flow, real_nvp  # noqa: E402
 
 FLOWS = ("realnvp", "nsf")
+LIBRARIES = ("physgen", "flowjax")
 
 
 def parse_args(argv=None):
@@ -51,10 +56,12 @@ def parse_args(argv=None):
     p.add_argument("--interval", type=float, default=4.0, help="spline interval [-B, B]")
     p.add_argument("--batch-size", type=int, default=256, help="training batch")
     p.add_argument("--num-samples", type=int, default=10_000, help="samples per sampling call")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
+    p.add_argument("--repeats", type=int, default=21, help="timed repeats (median reported)")
     p.add_argument("--inner", type=int, default=20, help="calls per timed repeat")
     p.add_argument("--compile-layers", nargs="+", type=int, default=[2, 4, 8, 16, 32])
     p.add_argument("--x64", action="store_true", help="float64 (default float32)")
+    p.add_argument("--profile-all", action="store_true",
+                   help="profile every row (default: only rows where physgen is slower)")
     args = p.parse_args(argv)
     if args.quick:
         args.dims = [2]
@@ -103,19 +110,22 @@ def sample_and_log_prob(model, key, n: int):
     return model.sample_and_log_prob(key, (n,))
 
 
-def _median_time(fn, repeats: int, inner: int) -> float:
-    """Median over ``repeats`` of the wall time per call of ``inner`` calls (s)."""
-    times = []
+def _paired_times(fns: dict, repeats: int, inner: int) -> dict[str, list[float]]:
+    """Per-call wall times (s) of each function in ``fns``, ``repeats`` times, interleaved
+    (A, B, A, B, ...) so that drifts in the machine's load hit both libraries alike."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / inner)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                out = fn()
+            jax.block_until_ready(out)
+            times[name].append((time.perf_counter() - t0) / inner)
+    return times
 
 
-def time_model(library: str, flow: str, dim: int, args) -> dict:
+def prepare(library: str, flow: str, dim: int, args) -> dict:
+    """Build, compile and check one library's model; return its timed calls."""
     key = jax.random.key(0)
     model = build(library, flow, key, dim, args.layers, args)
     params = eqx.filter(model, eqx.is_inexact_array)
@@ -134,20 +144,74 @@ def time_model(library: str, flow: str, dim: int, args) -> dict:
         state["model"], state["opt"], loss = step(state["model"], state["opt"], x)
         return loss
 
-    t_step = _median_time(train_call, args.repeats, args.inner)
     ks = jax.random.key(2)
     jax.block_until_ready(sample_and_log_prob(model, ks, args.num_samples))
-    t_sample = _median_time(lambda: sample_and_log_prob(model, ks, args.num_samples),
-                            args.repeats, max(1, args.inner // 4))
     # a correctness anchor: the two libraries are timed on models that actually work
     xs, lp = sample_and_log_prob(model, ks, 64)
     if not (bool(jnp.all(jnp.isfinite(lp))) and bool(jnp.all(jnp.isfinite(xs)))):
         raise FloatingPointError(f"{library} {flow}: non-finite samples or log-densities")
-    return {"num_params": n_params, "train_step_s": t_step,
-            "train_steps_per_s": 1.0 / t_step,
-            "sample_and_log_prob_s": t_sample,
-            "samples_per_s": args.num_samples / t_sample,
-            "first_step_incl_compile_s": first_step}
+    return {"num_params": n_params, "first_step_incl_compile_s": first_step,
+            "train": train_call,
+            "sample": lambda: sample_and_log_prob(model, ks, args.num_samples)}
+
+
+def time_pair(flow: str, dim: int, args) -> dict:
+    """Both libraries on one (flow, dim): interleaved timings, medians and paired ratios."""
+    prepared = {lib: prepare(lib, flow, dim, args) for lib in LIBRARIES}
+    train = _paired_times({lib: p["train"] for lib, p in prepared.items()},
+                          args.repeats, args.inner)
+    sample = _paired_times({lib: p["sample"] for lib, p in prepared.items()},
+                           args.repeats, max(1, args.inner // 4))
+    row = {"flow": flow, "dim": dim}
+    for lib, p in prepared.items():
+        t_step, t_sample = float(np.median(train[lib])), float(np.median(sample[lib]))
+        row[lib] = {"num_params": p["num_params"], "train_step_s": t_step,
+                    "train_steps_per_s": 1.0 / t_step, "sample_and_log_prob_s": t_sample,
+                    "samples_per_s": args.num_samples / t_sample,
+                    "first_step_incl_compile_s": p["first_step_incl_compile_s"]}
+    for what, times in (("train_step", train), ("sampling", sample)):
+        ratios = np.asarray(times["flowjax"]) / np.asarray(times["physgen"])
+        q = np.quantile(ratios, [0.25, 0.5, 0.75])
+        row[f"{what}_ratio_flowjax_over_physgen"] = float(q[1])
+        row[f"{what}_ratio_interquartile"] = [float(q[0]), float(q[2])]
+    return row
+
+
+def _base_of(model):
+    return model.base if hasattr(model, "base") else model.base_dist
+
+
+def profile(flow: str, dim: int, args) -> dict:
+    """Where the sampling time goes, per library: XLA's cost analysis of the compiled
+    ``sample_and_log_prob`` (flops, transcendentals, bytes accessed), and the times of its
+    two parts, the base draws and the bijection on pre-drawn base samples."""
+    n = args.num_samples
+    z = jax.random.normal(jax.random.key(5), (n, dim))
+    out = {}
+    parts = {}
+    for lib in LIBRARIES:
+        model = build(lib, flow, jax.random.key(0), dim, args.layers, args)
+        params, static = eqx.partition(model, eqx.is_array)
+        compiled = jax.jit(
+            lambda p, k, static=static: eqx.combine(p, static).sample_and_log_prob(k, (n,))
+        ).lower(params, jax.random.key(2)).compile()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        out[lib] = {"xla_cost": {k: float(cost[k]) for k in
+                                 ("flops", "transcendentals", "bytes accessed") if k in cost}}
+        base, bij = _base_of(model), model.bijection
+        draw = eqx.filter_jit(lambda b, k: b.sample_and_log_prob(k, (n,)))
+        # the bijection's forward map is what sampling applies (flowjax's coupling_flow wraps
+        # its layers in Invert, so there it runs the couplings' inverses)
+        push = eqx.filter_jit(lambda f, x: jax.vmap(f.transform_and_log_det)(x))
+        jax.block_until_ready((draw(base, jax.random.key(3)), push(bij, z)))
+        parts[f"{lib}_base_draws"] = lambda d=draw, b=base: d(b, jax.random.key(3))
+        parts[f"{lib}_bijection"] = lambda f=push, b=bij: f(b, z)
+    times = _paired_times(parts, args.repeats, max(1, args.inner // 4))
+    for name, t in times.items():
+        lib, part = name.split("_", 1)
+        out[lib][f"{part}_s"] = float(np.median(t))
+    return out
 
 
 def compile_time(library: str, flow: str, dim: int, layers: int, args) -> float:
@@ -172,18 +236,16 @@ def main(argv=None):
     rows, compile_rows = [], []
     for flow in args.flows:
         for dim in args.dims:
-            r = {"flow": flow, "dim": dim}
-            for lib in ("physgen", "flowjax"):
-                print(f"[{flow} dim={dim}] {lib}", flush=True)
-                r[lib] = time_model(lib, flow, dim, args)
-            r["train_step_ratio_flowjax_over_physgen"] = (
-                r["flowjax"]["train_step_s"] / r["physgen"]["train_step_s"])
-            r["sampling_ratio_flowjax_over_physgen"] = (
-                r["flowjax"]["sample_and_log_prob_s"] / r["physgen"]["sample_and_log_prob_s"])
-            rows.append(r)
+            print(f"[{flow} dim={dim}] physgen and flowjax, interleaved", flush=True)
+            row = time_pair(flow, dim, args)
+            if min(row["train_step_ratio_flowjax_over_physgen"],
+                   row["sampling_ratio_flowjax_over_physgen"]) < 1.0 or args.profile_all:
+                print(f"[{flow} dim={dim}] profile", flush=True)
+                row["profile"] = profile(flow, dim, args)
+            rows.append(row)
         for layers in args.compile_layers:
             c = {"flow": flow, "dim": args.dims[0], "layers": layers}
-            for lib in ("physgen", "flowjax"):
+            for lib in LIBRARIES:
                 c[f"{lib}_compile_s"] = compile_time(lib, flow, args.dims[0], layers, args)
             compile_rows.append(c)
             print(f"[{flow}] compile, {layers} layers: physgen {c['physgen_compile_s']:.2f} s, "
@@ -200,8 +262,9 @@ def main(argv=None):
         "rows": rows,
         "compile_time_vs_layers": compile_rows,
         "table_text": table,
-        "notes": ["ratio = flowjax time / physgen time: > 1 means physgen is faster.",
-                  "Times after compilation: median of repeats; the machine may be shared."],
+        "notes": ["ratio = flowjax time / physgen time: > 1 means physgen is faster; the median "
+                  "over repeats of paired (interleaved) timings.",
+                  "Times after compilation; the machine may be shared."],
     }
     write_json(args.out / "results.json", results)
     make_figure(args.out, rows, compile_rows)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .._custom_types import Array, Key
 from .._errors import check_event_shape, check_finite_tree
-from ..training._fit import NonFiniteLossError, default_optimizer
+from ..training._fit import default_optimizer
+from ..training._loop import run_chunks
 from ._losses import AbstractGANLoss
 from ._modules import GAN
 
@@ -69,7 +67,7 @@ def _run_chunk(
         (lc, (new_state, aux)), grads = eqx.filter_value_and_grad(lf, has_aux=True)(c_params)
         updates, new_opt = c_opt.update(grads, c_opt_state, c_params)
         new_params = eqx.apply_updates(c_params, updates)
-        finite = jnp.isfinite(lc) & _all_finite(grads)
+        finite = jnp.isfinite(lc) & _all_finite(grads) & _all_finite(new_params)
         return (new_params, new_opt, new_state, g_params), (lc, aux, finite)
 
     def body(carry, i):
@@ -90,7 +88,7 @@ def _run_chunk(
         (lgv, _), g_grads = eqx.filter_value_and_grad(lg, has_aux=True)(g_params)
         g_updates, g_opt_new = g_opt.update(g_grads, g_opt_state, g_params)
         g_new = eqx.apply_updates(g_params, g_updates)
-        finite = jnp.all(fins) & jnp.isfinite(lgv) & _all_finite(g_grads)
+        finite = jnp.all(fins) & jnp.isfinite(lgv) & _all_finite(g_grads) & _all_finite(g_new)
         active = (step < steps) & (bad < 0)
         accept = active & finite
         g_params = _select(accept, g_new, g_params)
@@ -167,62 +165,28 @@ def fit_gan(
     g_opt_state, c_opt_state = g_opt.init(g_params), c_opt.init(c_params)
     chunk_size = int(min(chunk_size, steps))
     bad = jnp.asarray(-1, dtype=jnp.int32)
-    history: dict[str, list] = {}
-    bar = tqdm(total=steps, disable=not progress, desc="fit_gan", dynamic_ncols=True)
-    try:
-        for c in range(math.ceil(steps / chunk_size)):
-            start = c * chunk_size
-            carry, aux = _run_chunk(
-                g_params,
-                c_params,
-                g_static,
-                c_static,
-                state,
-                g_opt,
-                c_opt,
-                g_opt_state,
-                c_opt_state,
-                loss,
-                data,
-                key,
-                jnp.asarray(start, jnp.int32),
-                steps,
-                bad,
-                chunk_size,
-                batch_size,
-                critic_steps,
-            )
-            g_params, c_params, g_opt_state, c_opt_state, state, bad = carry
-            n = min(chunk_size, steps - start)
-            aux = {k: np.asarray(v)[:n] for k, v in aux.items()}
-            for k, v in aux.items():
-                history.setdefault(k, []).append(v)
-            b = int(bad)
-            if b >= 0:
-                gan = eqx.tree_at(
-                    lambda m: (m.generator, m.critic),
-                    gan,
-                    (eqx.combine(g_params, g_static), eqx.combine(c_params, c_static)),
-                )
-                diag = {k: float(v[b - start]) for k, v in aux.items()}
-                details = ", ".join(f"{k}={v:.6g}" for k, v in diag.items())
-                raise NonFiniteLossError(
-                    f"non-finite GAN loss or gradient at step {b} ({details}); training "
-                    f"stopped with the parameters from before step {b}",
-                    b,
-                    diag,
-                    gan,
-                )
-            bar.update(n)
-            bar.set_postfix(
-                critic=f"{float(np.mean(aux['critic_loss'])):.4f}",
-                generator=f"{float(np.mean(aux['generator_loss'])):.4f}",
-            )
-    finally:
-        bar.close()
-    gan = eqx.tree_at(
-        lambda m: (m.generator, m.critic),
-        gan,
-        (eqx.combine(g_params, g_static), eqx.combine(c_params, c_static)),
+
+    def run_chunk(carry, start):
+        g_params, c_params, g_opt_state, c_opt_state, state, bad = carry
+        carry, aux = _run_chunk(
+            g_params, c_params, g_static, c_static, state, g_opt, c_opt, g_opt_state,
+            c_opt_state, loss, data, key, jnp.asarray(start, jnp.int32), steps, bad,
+            chunk_size, batch_size, critic_steps,
+        )
+        return carry, carry[-1], aux
+
+    def gan_of(carry):
+        return eqx.tree_at(
+            lambda m: (m.generator, m.critic),
+            gan,
+            (eqx.combine(carry[0], g_static), eqx.combine(carry[1], c_static)),
+        )
+
+    carry, history = run_chunks(
+        run_chunk, (g_params, c_params, g_opt_state, c_opt_state, state, bad), steps=steps,
+        chunk_size=chunk_size, model_of=gan_of, what="GAN loss", desc="fit_gan",
+        progress=progress,
+        postfix=lambda d: {"critic": f"{float(np.mean(d['critic_loss'])):.4f}",
+                           "generator": f"{float(np.mean(d['generator_loss'])):.4f}"},
     )
-    return gan, state, {k: np.concatenate(v) for k, v in history.items()}
+    return gan_of(carry), carry[4], history

@@ -2,7 +2,7 @@
 embeddings and time-conditioned vector fields ``v(t, x, condition)``, and periodic
 (circular-padding) convolution nets for lattice fields."""
 
-from ._conv import PeriodicConvNet as PeriodicConvNet
+from ._conv import PeriodicConvNet as PeriodicConvNet, periodic_conv as periodic_conv
 from ._masked_mlp import MaskedMLP as MaskedMLP
 from ._mlp import MLP as MLP
 from ._time import FourierTimeEmbedding as FourierTimeEmbedding, VectorFieldMLP as VectorFieldMLP

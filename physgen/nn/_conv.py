@@ -84,5 +84,25 @@ class PeriodicConvNet(eqx.Module):
                 f"({self.in_channels}, L1, L2) (batch with jax.vmap)"
             )
         for layer in self.layers[:-1]:
-            x = self.activation(layer(x))
-        return self.layers[-1](x)
+            x = self.activation(periodic_conv(layer, x))
+        return periodic_conv(self.layers[-1], x)
+
+
+def periodic_conv(conv: eqx.nn.Conv2d, x: Array) -> Array:
+    """``conv(x)`` for a circular-padded, stride-1 ``eqx.nn.Conv2d`` with an odd square kernel,
+    evaluated as one matrix product over the ``k²`` periodic shifts of ``x``:
+    ``y[o, a, b] = Σ_{c,i,j} W[o, c, i, j] x[c, a + i - r, b + j - r] + bias[o]`` (``r = k // 2``,
+    indices mod ``L``). ``x``: ``(C_in, L₁, L₂)`` -> ``(C_out, L₁, L₂)``.
+
+    Why not ``conv(x)``: flows apply their stacked layers inside ``lax.scan``, and there, on
+    CPU, XLA's convolutions and their gradients run several times slower than as this matrix
+    product (a single net outside a scan is another matter); see
+    ``experiments/benchmarks/lattice_conv.py`` and its numbers in the benchmarks' README."""
+    w = conv.weight
+    k = w.shape[-1]
+    r = k // 2
+    patches = jnp.stack(
+        [jnp.roll(x, (r - i, r - j), axis=(1, 2)) for i in range(k) for j in range(k)], axis=1
+    )  # (C_in, k², L₁, L₂), ordered as W's (c, i, j)
+    y = jnp.einsum("op,pab->oab", w.reshape(w.shape[0], -1), patches.reshape(-1, *x.shape[1:]))
+    return y if conv.bias is None else y + conv.bias

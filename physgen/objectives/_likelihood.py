@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
+from .._custom_types import Key, Scalar
 from .._errors import check_event_shape
 from ._base import AbstractDataObjective
 
@@ -13,7 +13,8 @@ class MaximumLikelihood(AbstractDataObjective):
     """Negative log-likelihood ``L = -(1/B) Σ_i log q(x_i)`` on a minibatch ``x`` of data.
 
     Its expectation is ``KL(p‖q) + H(p)``: the data entropy ``H(p)`` is the dropped constant,
-    so the minimum of the printed value is ``H(p)`` (nats), not zero. Trained on samples of a
+    so the minimum of the printed value is ``H(p)`` (nats), not zero. A batch ``(x, c)``
+    trains a conditional density: ``L = -(1/B) Σ_i log q(x_i | c_i)``. Trained on samples of a
     Boltzmann distribution (MD, MCMC or exact) this is the forward KL of Noé et al. 2019;
     :data:`ForwardKL` is the same class.
     """
@@ -21,11 +22,12 @@ class MaximumLikelihood(AbstractDataObjective):
     def __init__(self):
         pass
 
-    def loss(self, model, key: Key, batch: Array) -> tuple[Scalar, dict[str, Scalar]]:
+    def loss(self, model, key: Key, batch) -> tuple[Scalar, dict[str, Scalar]]:
         if batch is None:
             raise ValueError("MaximumLikelihood needs data: pass data=... to fit")
-        check_event_shape(batch, model.shape, "data batch")
-        nll = -jnp.mean(model.log_prob(batch))
+        x, condition = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        check_event_shape(x, model.shape, "data batch")
+        nll = -jnp.mean(model.log_prob(x, condition))
         return nll, {"nll": nll}
 
 

@@ -7,5 +7,6 @@ from ._checkpoint import (
     load_metadata as load_metadata,
     save as save,
 )
-from ._fit import NonFiniteLossError as NonFiniteLossError, fit as fit
+from ._fit import fit as fit
 from ._fit_fab import FABState as FABState, fit_fab as fit_fab
+from ._loop import NonFiniteLossError as NonFiniteLossError

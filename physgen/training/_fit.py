@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 from typing import Any
 
@@ -13,32 +12,46 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .._custom_types import Array, Key
 from .._errors import check_event_shape, check_finite_tree
 from ..objectives._base import AbstractDataObjective, AbstractObjective
 from ..parallel._mesh import batch_sharding, replicate
 from ._checkpoint import save
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss or gradient.
-
-    ``step`` is the first bad step, ``diagnostics`` the objective's values at that step, and
-    ``model`` the last model with finite parameters (also written to the checkpoint, if any).
-    """
-
-    def __init__(self, message: str, step: int, diagnostics: dict[str, float], model):
-        super().__init__(message)
-        self.step = step
-        self.diagnostics = diagnostics
-        self.model = model
+from ._loop import run_chunks
 
 
 def _tree_all_finite(tree) -> Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _check_data(data, model, objective):
+    """``data`` as an array ``(N, *shape)`` or a pair ``(x, condition)`` with one ``N``."""
+    name = type(objective).__name__
+    if data is None:
+        raise ValueError(f"{name} needs data=... (N, *event_shape) or (x, condition)")
+    shape = tuple(model.shape)
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise ValueError(f"data must be an array or a pair (x, condition), got {len(data)} "
+                             "items")
+        x, cond = (jnp.asarray(d) for d in data)
+        cond_shape = getattr(model, "cond_shape", None)
+        if cond_shape is None:
+            raise ValueError("data is a pair (x, condition) but the model is unconditional")
+        if cond.shape[1:] != tuple(cond_shape) or cond.shape[:1] != x.shape[:1]:
+            raise ValueError(f"condition data must have shape ({x.shape[0]}, "
+                             f"*{tuple(cond_shape)}), got {cond.shape}")
+    else:
+        x, cond = jnp.asarray(data), None
+    check_event_shape(x, shape, "data")
+    if x.ndim != len(shape) + 1:
+        raise ValueError(f"data must have shape (N, *{shape}), got {x.shape}")
+    for what, a in (("data", x), ("condition data", cond)):
+        if a is not None and not bool(jnp.all(jnp.isfinite(a))):
+            raise ValueError(f"{what} contains NaN or inf")
+    return x if cond is None else (x, cond)
 
 
 @functools.lru_cache(maxsize=32)
@@ -84,14 +97,16 @@ def _run_chunk(
         if data is None:
             batch = None
         else:
-            idx = jax.random.randint(k_batch, (batch_size,), 0, data.shape[0])
+            n_data = jax.tree_util.tree_leaves(data)[0].shape[0]
+            idx = jax.random.randint(k_batch, (batch_size,), 0, n_data)
             if mesh is not None:
                 idx = jax.lax.with_sharding_constraint(idx, batch_sharding(mesh))
-            batch = data[idx]
+            batch = jax.tree_util.tree_map(lambda a: a[idx], data)
         (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params, k_loss, batch)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+        # the new parameters too: a finite gradient times a bad learning rate is NaN
+        finite = jnp.isfinite(loss) & _tree_all_finite(grads) & _tree_all_finite(new_params)
         active = (step < steps) & (bad < 0)
         accept = active & finite
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), new_params, params)
@@ -135,8 +150,10 @@ def fit(
         objective: an :class:`AbstractObjective`.
         steps: number of optimiser steps.
         optimizer: an optax transformation (default ``optax.adam(learning_rate)``).
-        data: ``(N, *event_shape)`` training data for data objectives; each step draws a
-            minibatch of ``batch_size`` rows uniformly with replacement (no short last batch).
+        data: ``(N, *event_shape)`` training data for data objectives, or for a conditional
+            model the pair ``(x, condition)`` of shapes ``(N, *event_shape)`` and
+            ``(N, *cond_shape)``; each step draws a minibatch of ``batch_size`` rows (the same
+            rows of both) uniformly with replacement (no short last batch).
         chunk_size: steps per compiled ``lax.scan`` chunk; the progress bar and checkpoint
             are updated between chunks.
         checkpoint: if given, the model is saved there (atomically) after every chunk, and
@@ -163,14 +180,7 @@ def fit(
         raise TypeError(f"objective must be an AbstractObjective, got {type(objective)}")
     check_finite_tree(model, "model")
     if isinstance(objective, AbstractDataObjective):
-        if data is None:
-            raise ValueError(f"{type(objective).__name__} needs data=... (N, *event_shape)")
-        data = jnp.asarray(data)
-        check_event_shape(data, model.shape, "data")
-        if data.ndim != len(model.shape) + 1:
-            raise ValueError(f"data must have shape (N, *{tuple(model.shape)}), got {data.shape}")
-        if not bool(jnp.all(jnp.isfinite(data))):
-            raise ValueError("data contains NaN or inf")
+        data = _check_data(data, model, objective)
     elif data is not None:
         raise ValueError(f"{type(objective).__name__} is data-free; do not pass data")
     if mesh is not None:
@@ -183,7 +193,6 @@ def fit(
             )
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     chunk_size = int(min(chunk_size, steps))
-    num_chunks = math.ceil(steps / chunk_size)
 
     params, static = eqx.partition(model, filter_spec)
     opt_state = optimizer.init(params)
@@ -193,59 +202,34 @@ def fit(
     if mesh is not None:
         params, opt_state, data, key, bad = replicate((params, opt_state, data, key, bad), mesh)
         static = replicate(static, mesh)
-    losses, auxes = [], []
-    bar = tqdm(total=steps, disable=not progress, desc="fit", dynamic_ncols=True)
-    try:
-        for c in range(num_chunks):
-            start = c * chunk_size
-            # jax.set_mesh acts when called: build it only here, where it is entered.
-            with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
-                params, opt_state, bad, loss_c, aux_c = _run_chunk(
-                    params,
-                    static,
-                    opt_state,
-                    objective,
-                    optimizer,
-                    data,
-                    key,
-                    jnp.asarray(start, dtype=jnp.int32),
-                    steps,
-                    bad,
-                    chunk_size,
-                    batch_size,
-                    mesh,
-                )
-            n = min(chunk_size, steps - start)
-            loss_c = np.asarray(loss_c)[:n]
-            aux_c = {k: np.asarray(v)[:n] for k, v in aux_c.items()}
-            losses.append(loss_c)
-            auxes.append(aux_c)
-            b = int(bad)
-            if b >= 0:
-                model = eqx.combine(params, static)
-                i = b - start
-                diag = {k: float(v[i]) for k, v in aux_c.items()}
-                diag["loss"] = float(loss_c[i])
-                if checkpoint is not None:
-                    save(checkpoint, model, {**(metadata or {}), "step": b})
-                where = f"; the last finite model is saved at {checkpoint}" if checkpoint else ""
-                details = ", ".join(f"{k}={v:.6g}" for k, v in diag.items())
-                raise NonFiniteLossError(
-                    f"non-finite loss or gradient at step {b} ({details}); training stopped "
-                    f"with the parameters from before step {b}{where}",
-                    b,
-                    diag,
-                    model,
-                )
-            bar.update(n)
-            bar.set_postfix(loss=f"{float(np.mean(loss_c)):.4f}")
-            if checkpoint is not None:
-                save(
-                    checkpoint, eqx.combine(params, static), {**(metadata or {}), "step": start + n}
-                )
-    finally:
-        bar.close()
-    history = {"loss": np.concatenate(losses)}
-    for k in auxes[0]:
-        history[k] = np.concatenate([a[k] for a in auxes])
+
+    def run_chunk(carry, start):
+        params, opt_state, bad = carry
+        # jax.set_mesh acts when called: build it only here, where it is entered.
+        with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+            params, opt_state, bad, loss, aux = _run_chunk(
+                params, static, opt_state, objective, optimizer, data, key,
+                jnp.asarray(start, dtype=jnp.int32), steps, bad, chunk_size, batch_size, mesh,
+            )
+        return (params, opt_state, bad), bad, {"loss": loss, **aux}
+
+    def model_of(carry):
+        return eqx.combine(carry[0], static)
+
+    def on_failure(model, step):
+        if checkpoint is None:
+            return ""
+        save(checkpoint, model, {**(metadata or {}), "step": step})
+        return f"; the last finite model is saved at {checkpoint}"
+
+    def after_chunk(model, done):
+        if checkpoint is not None:
+            save(checkpoint, model, {**(metadata or {}), "step": done})
+
+    (params, _, _), history = run_chunks(
+        run_chunk, (params, opt_state, bad), steps=steps, chunk_size=chunk_size,
+        model_of=model_of, what="loss", desc="fit", progress=progress,
+        postfix=lambda d: {"loss": f"{float(np.mean(d['loss'])):.4f}"},
+        on_failure=on_failure, after_chunk=after_chunk,
+    )
     return eqx.combine(params, static), history

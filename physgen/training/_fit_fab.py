@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .._custom_types import Array, Key
 from .._errors import check_finite_tree
 from ..objectives._fab import FAB, _ais_diagnostics
 from ..objectives._replay_buffer import ReplayBuffer
-from ._fit import NonFiniteLossError, _tree_all_finite, default_optimizer
+from ._fit import _tree_all_finite, default_optimizer
+from ._loop import run_chunks
 
 
 class FABState(NamedTuple):
@@ -76,7 +76,7 @@ def _run_chunk(
         (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
         updates, new_opt = optimizer.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & _tree_all_finite(grads)
+        finite = jnp.isfinite(loss) & _tree_all_finite(grads) & _tree_all_finite(new_params)
         return loss, aux, new_params, new_opt, finite
 
     def body(carry, i):
@@ -196,7 +196,6 @@ def fit_fab(
     check_finite_tree(model, "model")
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     chunk_size = int(min(chunk_size, steps))
-    num_chunks = math.ceil(steps / chunk_size)
     params, static = eqx.partition(model, filter_spec)
     dtype = jnp.result_type(float)
     if state is not None:
@@ -224,52 +223,21 @@ def fit_fab(
             raise ValueError("batch_size applies to buffer samples: give buffer_size too")
         state = FABState(optimizer.init(params), step_size, buffer, evals)
     bad = jnp.asarray(-1, dtype=jnp.int32)
-    losses, auxes = [], []
-    bar = tqdm(total=steps, disable=not progress, desc="fit_fab", dynamic_ncols=True)
-    try:
-        for c in range(num_chunks):
-            start = c * chunk_size
-            params, state, bad, loss_c, aux_c = _run_chunk(
-                params,
-                static,
-                state,
-                objective,
-                optimizer,
-                key,
-                jnp.asarray(start, jnp.int32),
-                jnp.asarray(steps, jnp.int32),
-                bad,
-                chunk_size,
-                batch_size,
-                updates_per_ais,
-                w_adjust_clip,
-            )
-            n = min(chunk_size, steps - start)
-            loss_c = np.asarray(loss_c)[:n]
-            aux_c = {k: np.asarray(v)[:n] for k, v in aux_c.items()}
-            losses.append(loss_c)
-            auxes.append(aux_c)
-            b = int(bad)
-            if b >= 0:
-                i = b - start
-                diag = {k: float(v[i]) for k, v in aux_c.items()}
-                diag["loss"] = float(loss_c[i])
-                details = ", ".join(f"{k}={v:.6g}" for k, v in diag.items())
-                raise NonFiniteLossError(
-                    f"non-finite FAB loss or gradient at step {b} ({details}); training "
-                    f"stopped with the parameters from before step {b}",
-                    b,
-                    diag,
-                    eqx.combine(params, static),
-                )
-            bar.update(n)
-            bar.set_postfix(
-                ess=f"{float(np.mean(aux_c['ais_ess_fraction'])):.3f}",
-                acc=f"{float(np.mean(aux_c['ais_acceptance'])):.2f}",
-            )
-    finally:
-        bar.close()
-    history = {"loss": np.concatenate(losses)}
-    for k in auxes[0]:
-        history[k] = np.concatenate([a[k] for a in auxes])
+
+    def run_chunk(carry, start):
+        params, state, bad = carry
+        params, state, bad, loss, aux = _run_chunk(
+            params, static, state, objective, optimizer, key, jnp.asarray(start, jnp.int32),
+            jnp.asarray(steps, jnp.int32), bad, chunk_size, batch_size, updates_per_ais,
+            w_adjust_clip,
+        )
+        return (params, state, bad), bad, {"loss": loss, **aux}
+
+    (params, state, _), history = run_chunks(
+        run_chunk, (params, state, bad), steps=steps, chunk_size=chunk_size,
+        model_of=lambda carry: eqx.combine(carry[0], static), what="FAB loss",
+        desc="fit_fab", progress=progress,
+        postfix=lambda d: {"ess": f"{float(np.mean(d['ais_ess_fraction'])):.3f}",
+                           "acc": f"{float(np.mean(d['ais_acceptance'])):.2f}"},
+    )
     return eqx.combine(params, static), history, state
