@@ -11,6 +11,16 @@ import jax.numpy as jnp
 from .._custom_types import Array, Key
 
 
+def zero_last_layer(mlp: eqx.nn.MLP) -> eqx.nn.MLP:
+    """``mlp`` with the weights and bias of its last layer set to zero (output exactly 0)."""
+    last = mlp.layers[-1]
+    return eqx.tree_at(
+        lambda m: (m.layers[-1].weight, m.layers[-1].bias),
+        mlp,
+        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
+    )
+
+
 class MLP(eqx.Module):
     """``R^in_size -> R^out_size``: ``depth`` hidden layers of ``width`` units.
 
@@ -41,12 +51,7 @@ class MLP(eqx.Module):
                 raise ValueError(f"MLP: {name} must be an int >= {lo}, got {v!r}")
         mlp = eqx.nn.MLP(in_size, out_size, width, depth, activation=activation, key=key)
         if zero_init_last:
-            last = mlp.layers[-1]
-            mlp = eqx.tree_at(
-                lambda m: (m.layers[-1].weight, m.layers[-1].bias),
-                mlp,
-                (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
-            )
+            mlp = zero_last_layer(mlp)
         self.mlp = mlp
         self.in_size = in_size
         self.out_size = out_size

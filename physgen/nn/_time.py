@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import Array, ArrayLike, Key
+from ._mlp import zero_last_layer
 
 
 def _check_int(name, v, lo):
@@ -112,12 +113,7 @@ class VectorFieldMLP(eqx.Module):
         in_size = dim + embedding.embed_dim + (cond_dim or 0)
         mlp = eqx.nn.MLP(in_size, dim, width, depth, activation=activation, key=key)
         if zero_init_last:
-            last = mlp.layers[-1]
-            mlp = eqx.tree_at(
-                lambda m: (m.layers[-1].weight, m.layers[-1].bias),
-                mlp,
-                (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
-            )
+            mlp = zero_last_layer(mlp)
         self.mlp = mlp
         self.embedding = embedding
         self.dim = dim
