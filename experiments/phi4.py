@@ -79,9 +79,28 @@ def parse_args(argv=None):
         help="hidden channels of the conv conditioners",
     )
     p.add_argument("--kernel", type=int, default=3, help="conv kernel size")
-    p.add_argument("--steps", type=int, default=7000, help="training steps")
+    p.add_argument(
+        "--fourier",
+        action="store_true",
+        help="learned momentum-space scaling between the base and the couplings "
+        "(a translation-invariant Gaussian prior)",
+    )
+    p.add_argument("--steps", type=int, default=7000, help="training steps (0: no training)")
     p.add_argument("--batch-size", type=int, default=128, help="flow samples per step")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
+    p.add_argument(
+        "--path-gradient",
+        action="store_true",
+        help="path (sticking-the-landing) gradient of the reverse KL: lower variance near "
+        "convergence, one extra inverse pass per step",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from a flow saved by an earlier run (its flow.eqx; same architecture "
+        "options); --steps 0 only samples it",
+    )
     p.add_argument("--imh-chains", type=int, default=4)
     p.add_argument("--imh-samples", type=int, default=5000, help="flow-IMH steps per chain")
     p.add_argument(
@@ -205,15 +224,16 @@ def figures(out: Path, history, runs, L):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     loss = history["loss"]
-    ax[0].plot(loss, lw=0.5, alpha=0.5, label="reverse KL  E_q[log q + S]")
-    k = max(1, len(loss) // 50)
-    ax[0].plot(np.arange(k - 1, len(loss)), np.convolve(loss, np.ones(k) / k, "valid"), lw=1.5)
-    ax[0].set_xlabel("training step"), ax[0].set_ylabel("loss"), ax[0].legend(fontsize=7)
-    ax[1].plot(history["ess_fraction"], lw=0.5)
-    ax[1].set_xlabel("training step"), ax[1].set_ylabel("ESS fraction (batch)")
-    fig.tight_layout(), fig.savefig(out / "training.png", dpi=120), plt.close(fig)
+    if len(loss):  # no training curve for --steps 0
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+        ax[0].plot(loss, lw=0.5, alpha=0.5, label="reverse KL  E_q[log q + S]")
+        k = max(1, len(loss) // 50)
+        ax[0].plot(np.arange(k - 1, len(loss)), np.convolve(loss, np.ones(k) / k, "valid"), lw=1.5)
+        ax[0].set_xlabel("training step"), ax[0].set_ylabel("loss"), ax[0].legend(fontsize=7)
+        ax[1].plot(history["ess_fraction"], lw=0.5)
+        ax[1].set_xlabel("training step"), ax[1].set_ylabel("ESS fraction (batch)")
+        fig.tight_layout(), fig.savefig(out / "training.png", dpi=120), plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for name, (_, res, _) in runs.items():
@@ -265,18 +285,49 @@ def main(argv=None):
         kernel_size=args.kernel,
         coupling=args.coupling,
         z2_equivariant=z2,
+        fourier=args.fourier,
     )
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+    if args.init is not None:
+        meta = physgen.load_metadata(args.init)
+        if (meta.get("L"), meta.get("m2"), meta.get("lam")) != (args.L, args.m2, args.lam):
+            warnings.warn(
+                f"{args.init} was trained at L={meta.get('L')} m2={meta.get('m2')} "
+                f"lam={meta.get('lam')}; it is used here at L={args.L} m2={args.m2} "
+                f"lam={args.lam}",
+                stacklevel=1,
+            )
+        flow = physgen.load(args.init, flow)
     t0 = time.perf_counter()
-    flow, history = physgen.fit(
-        k_fit,
-        flow,
-        ReverseKL(target, args.batch_size),
-        steps=args.steps,
-        optimizer=optimizer,
-        progress=not args.no_progress,
-    )
+    history = {"loss": np.zeros(0), "ess_fraction": np.zeros(0)}
+    if args.steps > 0:
+        optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
+        flow, history = physgen.fit(
+            k_fit,
+            flow,
+            ReverseKL(target, args.batch_size, path_gradient=args.path_gradient),
+            steps=args.steps,
+            optimizer=optimizer,
+            progress=not args.no_progress,
+        )
     train_time = time.perf_counter() - t0
+    physgen.save(
+        args.out / "flow.eqx",
+        flow,
+        metadata={
+            "ensemble": args.ensemble,
+            "L": args.L,
+            "m2": args.m2,
+            "lam": args.lam,
+            "coupling": args.coupling,
+            "z2_equivariant": z2,
+            "layers": args.layers,
+            "hidden": list(args.hidden),
+            "kernel": args.kernel,
+            "fourier": args.fourier,
+            "train_steps": args.steps,
+            "init": None if args.init is None else str(args.init),
+        },
+    )
 
     # -- reweighting of independent flow samples ------------------------------------------
     @eqx.filter_jit
@@ -358,6 +409,7 @@ def main(argv=None):
             "num_layers": args.layers,
             "hidden_channels": args.hidden,
             "kernel_size": args.kernel,
+            "fourier": args.fourier,
             "num_parameters": int(
                 sum(
                     x.size
@@ -368,9 +420,19 @@ def main(argv=None):
             "batch_size": args.batch_size,
             "train_time_s": train_time,
             "train_energy_grad_evals": args.steps * args.batch_size,
-            "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
-            "final_ess_fraction_mean_last_100": float(np.mean(history["ess_fraction"][-100:])),
-            "ess_fraction_vs_step": ess_curve(history["ess_fraction"]),
+            "path_gradient": args.path_gradient,
+            "init": None if args.init is None else str(args.init),
+            **(
+                {
+                    "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
+                    "final_ess_fraction_mean_last_100": float(
+                        np.mean(history["ess_fraction"][-100:])
+                    ),
+                    "ess_fraction_vs_step": ess_curve(history["ess_fraction"]),
+                }
+                if args.steps > 0
+                else {}
+            ),
         },
         "reweighting": reweighted,
         **{name: r for name, (r, _, _) in runs.items()},

@@ -88,6 +88,7 @@ BASE = {
         (2, 2), 1, key=k, hidden_channels=(4,), z2_equivariant=True),
     "checkerboard_spline": lambda k: pb.CheckerboardSplineCoupling(
         (2, 2), 0, key=k, num_bins=4, interval=B, hidden_channels=(2,)),
+    "fourier_scaling": lambda k: pb.FourierScaling((3, 4)),
     "chain_cond": _chain,
     "scan_spline_cond": _scan_spline,
     "scan_maf": _scan_maf,
@@ -227,7 +228,7 @@ def test_wrong_shapes_raise(name):
     x, c = inputs(bij)
     bad = jnp.zeros(tuple(bij.shape) + (2,))
     for method in (bij.transform_and_log_det, bij.inverse_and_log_det):
-        with pytest.raises(ValueError, match=r"\(3, 2\)|\(2, 2, 2\)") as info:
+        with pytest.raises(ValueError, match=r"\(3, 2\)|\(2, 2, 2\)|\(3, 4, 2\)") as info:
             method(bad, c)
         assert str(tuple(bij.shape)) in str(info.value)
         if c is not None:
@@ -245,7 +246,7 @@ def test_wrong_shapes_raise(name):
 IDENTITY_AT_INIT = ["actnorm", "affine_coupling", "affine_coupling_cond",
                     "additive_coupling", "affine_coupling_mask_2d", "spline_coupling",
                     "spline_coupling_cond", "maf", "maf_cond", "maf_spline",
-                    "checkerboard_affine", "checkerboard_spline"]
+                    "checkerboard_affine", "checkerboard_spline", "fourier_scaling"]
 
 
 @pytest.mark.parametrize("name", IDENTITY_AT_INIT)

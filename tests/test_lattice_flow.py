@@ -9,13 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from physgen.bijections import FourierScaling
 from physgen.bijections._lattice_coupling import (
     CheckerboardAffineCoupling,
     CheckerboardSplineCoupling,
     checkerboard,
 )
+from physgen.distributions import StandardNormal, Transformed
 from physgen.flows._lattice import lattice_flow
 from physgen.nn._conv import PeriodicConvNet, periodic_conv
+from physgen.targets import FreeField
 
 L = 4
 
@@ -35,6 +38,7 @@ FLOWS = {
     "affine": dict(coupling="affine"),
     "spline": dict(coupling="spline", num_bins=4, interval=3.0),
     "affine_z2": dict(coupling="affine", z2_equivariant=True),
+    "affine_z2_fourier": dict(coupling="affine", z2_equivariant=True, fourier=True),
 }
 
 
@@ -100,8 +104,9 @@ def test_translation_equivariance(name, results):
     assert not np.allclose(ys[n], np.roll(ys[0], 1, axis=0), atol=1e-6)
 
 
-def test_z2_equivariance(results):
-    r = results["affine_z2"]
+@pytest.mark.parametrize("name", ["affine_z2", "affine_z2_fourier"])
+def test_z2_equivariance(name, results):
+    r = results[name]
     np.testing.assert_allclose(r["ys"][-1], -r["ys"][0], atol=1e-12)
     assert float(r["lds"][-1]) == pytest.approx(float(r["lds"][0]), abs=1e-12)
     assert float(r["lq"][-1]) == pytest.approx(float(r["lq"][0]), abs=1e-10)
@@ -183,3 +188,35 @@ def test_bad_arguments_raise():
         CheckerboardAffineCoupling((4, 4), 0, key=k, conditioner=PeriodicConvNet(1, 3, (4,), key=k))
     with pytest.raises(ValueError, match="shape"):
         lattice_flow(k, 4, num_layers=2, hidden_channels=(2,)).log_prob(jnp.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.7])
+def test_fourier_scaling_of_a_standard_normal_is_the_exact_free_field(x64, beta):
+    """N(0, I) pushed through σ(k) = 1/√(βk(p)) is N(0, (βK)⁻¹): log q = −βS − log Z exactly,
+    for the density, the samples' covariance (G(x) by FFT) and under translations."""
+    target = FreeField(L, 0.8, beta)
+    scale = 1 / np.sqrt(beta * target.eigenvalues())
+    flow = Transformed(StandardNormal((L, L)), FourierScaling((L, L), scale))
+    np.testing.assert_allclose(flow.bijection.scale, scale, rtol=1e-12)
+    phi = jax.random.normal(jax.random.key(0), (5, L, L), jnp.float64)
+    exact = -beta * jax.vmap(target.energy)(phi) - target.log_Z()
+    np.testing.assert_allclose(flow.log_prob(phi), exact, rtol=1e-12, atol=1e-10)
+    x, lq = flow.sample_and_log_prob(jax.random.key(1), (20_000,))
+    np.testing.assert_allclose(lq, flow.log_prob(x), rtol=1e-10, atol=1e-10)
+    # ⟨|φ̃(p)|²⟩/V = 1/(βk(p)) mode by mode (G(x) is its inverse FFT); each mode's power is
+    # exponential or χ²₁-distributed, relative standard error ≤ √(2/N)
+    power = np.mean(np.abs(np.fft.fft2(np.asarray(x))) ** 2, 0) / L**2
+    exact_power = 1 / (beta * target.eigenvalues())
+    np.testing.assert_allclose(power, exact_power, rtol=5 * np.sqrt(2 / 20_000))
+    # a wrong spectrum is a different density
+    other = Transformed(StandardNormal((L, L)), FourierScaling((L, L), 1.1 * scale))
+    assert not np.allclose(other.log_prob(phi), exact, atol=1e-3)
+
+
+def test_fourier_scaling_refuses_an_asymmetric_or_non_positive_spectrum():
+    s = np.ones((L, L))
+    s[1, 0] = 2.0  # σ(k) ≠ σ(−k): the map would not be real
+    with pytest.raises(ValueError, match="σ\\(k\\) = σ\\(−k\\)"):
+        FourierScaling((L, L), s)
+    with pytest.raises(ValueError, match="scale"):
+        FourierScaling((L, L), -np.ones((L, L)))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import physgen
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -46,3 +48,22 @@ def test_phi4_quick(tmp_path):
     assert r["flow"]["final_loss_mean_last_100"] < 1e6
     for fig in ("training", "magnetisation_histogram", "correlator", "tau_int"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
+
+
+def test_phi4_saves_the_flow_and_samples_it_again(tmp_path):
+    """flow.eqx holds the trained flow: ``--init`` with ``--steps 0`` redraws the same samples."""
+    mod = _load()
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--quick", "--ensemble", "E1", "--no-progress", "--mcmc", "hmc"]
+    mod.main([*common, "--out", str(a), "--path-gradient", "--steps", "20"])
+    ra = json.loads((a / "results.json").read_text())
+    assert ra["flow"]["path_gradient"] and (a / "flow.eqx").stat().st_size > 0
+    assert physgen.load_metadata(a / "flow.eqx")["lam"] == pytest.approx(6.975)
+    mod.main([*common, "--out", str(b), "--init", str(a / "flow.eqx"), "--steps", "0"])
+    rb = json.loads((b / "results.json").read_text())
+    assert rb["flow"]["init"] == str(a / "flow.eqx") and not (b / "training.png").exists()
+    # same seed, same flow: identical reweighting samples (a fresh flow would differ)
+    assert rb["reweighting"]["log_Z"] == ra["reweighting"]["log_Z"]
+    assert rb["reweighting"]["ess_fraction"] == ra["reweighting"]["ess_fraction"]
+    with pytest.raises(physgen.CheckpointError, match="shape"):  # another architecture
+        mod.main([*common, "--out", str(b), "--init", str(a / "flow.eqx"), "--kernel", "5"])

@@ -35,6 +35,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine, write_json  # noqa: E402
@@ -89,7 +90,13 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--bins", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="(peak) Adam learning rate")
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning rate: constant, or cosine decay to lr/100 over the whole budget",
+    )
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--eval-samples", type=int, default=100_000)
     p.add_argument("--curve-samples", type=int, default=10_000)
@@ -164,6 +171,16 @@ def score(target, flow, key, n, chunk=10_000):
     return out
 
 
+def optimizer(args, total_steps: int, offset: int = 0):
+    """``None`` (the trainers' Adam at ``learning_rate=args.lr``), or Adam with a cosine decay
+    over ``total_steps`` seen from step ``offset`` on (a segment that restarts the optimiser
+    state keeps its place in the decay)."""
+    if args.schedule == "constant":
+        return None
+    decay = optax.cosine_decay_schedule(args.lr, total_steps, alpha=0.01)
+    return optax.adam(lambda t: decay(t + offset))
+
+
 def train(method, args, target, flow, fab_kw, budget, key, segments):
     """Train in ``segments`` equal parts; yields ``(model, evals_so_far, seconds)``."""
     n = args.batch
@@ -189,6 +206,7 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
                     ReverseKL(target, n),
                     steps=steps,
                     learning_rate=args.lr,
+                    optimizer=optimizer(args, sum(seg), s * steps),
                     progress=False,
                 )
             else:
@@ -198,6 +216,7 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
                     MaximumLikelihood(),
                     steps=steps,
                     learning_rate=args.lr,
+                    optimizer=optimizer(args, sum(seg), s * steps),
                     batch_size=n,
                     data=data[used : used + steps * n],
                     progress=False,
@@ -208,6 +227,9 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
     buffered = method == "fab_buffer"
     fill = math.ceil((args.buffer_size // 4) / n) * per_ais if buffered else 0
     seg = [max(1, (budget - fill) // per_ais // segments)] * segments
+    # one optimiser: its state carries on across segments (the buffer makes several updates
+    # per AIS iteration)
+    opt = optimizer(args, sum(seg) * (args.updates_per_ais if buffered else 1))
     for s, steps in enumerate(seg):
         model, hist, state = fit_fab(
             jax.random.fold_in(key, s),
@@ -215,6 +237,7 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
             fab,
             steps=steps,
             learning_rate=args.lr,
+            optimizer=opt,
             buffer_size=args.buffer_size if buffered else None,
             updates_per_ais=args.updates_per_ais,
             state=state,

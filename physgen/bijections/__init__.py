@@ -17,6 +17,7 @@ from ._constraints import (
 )
 from ._continuous import ContinuousFlow as ContinuousFlow
 from ._coupling import AffineCoupling as AffineCoupling, SplineCoupling as SplineCoupling
+from ._fourier import FourierScaling as FourierScaling
 from ._invert import Invert as Invert
 from ._lattice_coupling import (
     CheckerboardAffineCoupling as CheckerboardAffineCoupling,

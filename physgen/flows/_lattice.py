@@ -6,6 +6,7 @@ import jax
 
 from .._custom_types import Key
 from ..bijections._chain import Chain
+from ..bijections._fourier import FourierScaling
 from ..bijections._lattice_coupling import CheckerboardAffineCoupling, CheckerboardSplineCoupling
 from ..bijections._scan import Scan
 from ..distributions import AbstractDistribution, StandardNormal, Transformed
@@ -22,6 +23,7 @@ def lattice_flow(
     z2_equivariant: bool = False,
     num_bins: int = 8,
     interval: float = 4.0,
+    fourier: bool = False,
     base: AbstractDistribution | None = None,
 ) -> Transformed:
     """Flow on ``L × L`` periodic lattice fields (Albergo, Kanwar & Shanahan 2019).
@@ -31,6 +33,9 @@ def lattice_flow(
     ``kernel_size``, circular padding), stacked in pairs with
     :class:`~physgen.bijections.Scan`. ``coupling="affine"`` or ``"spline"`` (``num_bins``
     bins on ``[-interval, interval]``). Base: ``N(0, I)`` on ``(L, L)`` unless given.
+    ``fourier=True`` puts a :class:`~physgen.bijections.FourierScaling` (one learned scale per
+    momentum) between the base and the couplings: a learned translation-invariant Gaussian
+    prior carrying the long-range two-point function, left to the couplings otherwise.
 
     Symmetries: for even ``L`` the flow commutes with every translation that preserves the
     checkerboard (``s₁ + s₂`` even), with an unchanged log-det, and its density is invariant
@@ -81,4 +86,5 @@ def lattice_flow(
         k0, k1 = jax.random.split(k)
         return Chain([make(0, k0), make(1, k1)])
 
-    return Transformed(base, Scan(pair, jax.random.split(key, num_layers // 2)))
+    couplings = Scan(pair, jax.random.split(key, num_layers // 2))
+    return Transformed(base, Chain([FourierScaling(shape), couplings]) if fourier else couplings)
