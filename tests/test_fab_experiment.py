@@ -46,3 +46,38 @@ def test_manywell_quick(tmp_path):
     assert per == 32 * (2 + 1 * 2)
     assert r["methods"]["fab"]["summary"]["energy_evals"] % per == 0
     assert (tmp_path / "manywell.png").stat().st_size > 0
+
+
+def test_cosine_schedule_keeps_its_place_across_segments():
+    """Adam's first step moves a parameter with a constant gradient by the learning rate: the
+    cosine decay starts at lr, is at ~lr/2 half-way (a restarted segment's offset), lr/100 at
+    the end; the constant schedule leaves it to the trainers' default Adam (None)."""
+    import jax.numpy as jnp
+    import optax
+
+    mod = _load()
+    args = mod.parse_args(["--lr", "0.01", "--schedule", "cosine"])
+
+    def first_step(opt, n=1):
+        params, state = jnp.zeros(()), opt.init(jnp.zeros(()))
+        for _ in range(n):
+            upd, state = opt.update(jnp.ones(()), state, params)
+            params = optax.apply_updates(params, upd)
+        return -float(upd)
+
+    assert first_step(mod.optimizer(args, 100)) == pytest.approx(0.01, rel=1e-4)
+    half = 0.01 * (0.01 + 0.99 * 0.5)
+    assert first_step(mod.optimizer(args, 100, offset=50)) == pytest.approx(half, rel=1e-4)
+    assert first_step(mod.optimizer(args, 100), n=101) == pytest.approx(1e-4, rel=1e-3)
+    assert mod.optimizer(mod.parse_args(["--lr", "0.01"]), 100) is None
+
+
+@pytest.mark.parametrize("flow", ["spline", "realnvp"])
+def test_gmm40_quick_with_either_flow(tmp_path, flow):
+    r = _load().main(["--quick", "--target", "gmm40", "--methods", "fab_buffer", "--flow", flow,
+                      "--out", str(tmp_path)])
+    assert r["exact_log_Z"] == 0.0 and r["settings"]["flow"] == flow
+    s = r["methods"]["fab_buffer"]["summary"]
+    assert 0 < s["ess_fraction_mean"] <= 1 and 0 <= s["fraction_modes_covered_mean"] <= 1
+    assert 1 <= s["modes_visited_mean"] <= 40
+    assert (tmp_path / "gmm40.png").stat().st_size > 0

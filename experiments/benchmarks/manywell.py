@@ -90,6 +90,18 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--bins", type=int, default=8)
+    p.add_argument(
+        "--flow",
+        choices=["spline", "realnvp"],
+        default="spline",
+        help="flow family: rational-quadratic spline or affine (RealNVP) couplings",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="spline half-width (default 4 on the many-well, 50 on gmm40)",
+    )
     p.add_argument("--lr", type=float, default=1e-3, help="(peak) Adam learning rate")
     p.add_argument(
         "--schedule",
@@ -110,25 +122,24 @@ def parse_args(argv=None):
 
 
 def make_problem(args):
-    if args.target == "gmm40":
+    gmm = args.target == "gmm40"
+    if gmm:
         target = fab_gmm40(jax.random.key(0), scale=math.log1p(math.e))  # softplus(1), as FAB
-        dim = 2
-
-        def flow_fn(key):
-            base = DiagNormal(jnp.zeros(2), jnp.full((2,), 20.0))
-            return real_nvp(key, 2, num_layers=args.layers, width=args.width, base=base)
-
+        dim, base = 2, DiagNormal(jnp.zeros(2), jnp.full((2,), 20.0))
         fab_kw = dict(transition="hmc", step_size=1.0)
     else:
-        target = ManyWell(args.dim)
-        dim = args.dim
-
-        def flow_fn(key):
-            return neural_spline_flow(
-                key, dim, num_layers=args.layers, width=args.width, num_bins=args.bins, interval=4.0
-            )
-
+        target, dim, base = ManyWell(args.dim), args.dim, None
         fab_kw = dict(transition="hmc", step_size=0.3)
+    interval = args.interval if args.interval is not None else (50.0 if gmm else 4.0)
+
+    def flow_fn(key):
+        if args.flow == "realnvp":
+            return real_nvp(key, dim, num_layers=args.layers, width=args.width, base=base)
+        return neural_spline_flow(
+            key, dim, num_layers=args.layers, width=args.width, num_bins=args.bins,
+            interval=interval, base=base,
+        )
+
     return target, dim, flow_fn, fab_kw
 
 
