@@ -3,7 +3,9 @@
 S(φ) = Σ_x [Σ_μ φ(x)(2φ(x) − φ(x+μ̂) − φ(x−μ̂)) + m²φ(x)² + λφ(x)⁴] on an L×L periodic
 lattice (Albergo, Kanwar & Shanahan, PRD 100, 034515 (2019)).
 
-1. Train a checkerboard flow with periodic conv conditioners by reverse KL, E_q[log q + S].
+1. Train a checkerboard flow with periodic conv conditioners, after a learned scale per lattice
+   momentum (--fourier), by reverse KL, E_q[log q + S], with the path gradient
+   (--path-gradient; both on by default).
 2. Flow-based independence Metropolis (flow-IMH) and direct reweighting of flow samples.
 3. HMC (and optionally NUTS) on the same action.
 4. For each method: acceptance, τ_int of |M|, M and S (Γ-method, with errors), energy and
@@ -81,7 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--kernel", type=int, default=3, help="conv kernel size")
     p.add_argument(
         "--fourier",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="learned momentum-space scaling between the base and the couplings "
         "(a translation-invariant Gaussian prior)",
     )
@@ -90,7 +93,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument(
         "--path-gradient",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="path (sticking-the-landing) gradient of the reverse KL: lower variance near "
         "convergence, one extra inverse pass per step",
     )

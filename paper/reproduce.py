@@ -307,14 +307,16 @@ EXPERIMENTS: list[Experiment] = [
         "families", "experiments/families.py", ("--quick",), (),
         figures={"samples": "families"}, tables=_families_tables),
     Experiment(
-        "phi4", "experiments/phi4.py", ("--quick",), ("--ensemble", "E2", "--mcmc", "both"),
+        "phi4", "experiments/phi4.py", ("--quick",),
+        ("--ensemble", "E2", "--steps", "14000", "--mcmc", "both", "--fourier",
+         "--path-gradient"),
         figures={"magnetisation_histogram": "phi4_magnetisation",
                  "correlator": "phi4_correlator"},
         tables=_phi4_tables, numbers=_phi4_numbers),
     Experiment(
         "manywell", "experiments/benchmarks/manywell.py", ("--quick",),
-        ("--dim", "32", "--steps", "160", "--seeds", "5", "--segments", "2", "--layers", "4",
-         "--width", "64", "--curve-samples", "5000"),
+        ("--dim", "32", "--steps", "3000", "--seeds", "5", "--segments", "3", "--schedule",
+         "cosine"),
         figures={"manywell": "manywell"}, tables=_manywell_tables, numbers=_manywell_numbers),
     Experiment(
         "scaling", "experiments/benchmarks/scaling.py", ("--quick",), (),

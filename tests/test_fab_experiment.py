@@ -81,3 +81,16 @@ def test_gmm40_quick_with_either_flow(tmp_path, flow):
     assert 0 < s["ess_fraction_mean"] <= 1 and 0 <= s["fraction_modes_covered_mean"] <= 1
     assert 1 <= s["modes_visited_mean"] <= 40
     assert (tmp_path / "gmm40.png").stat().st_size > 0
+
+
+def test_first_seed_extends_an_earlier_run_with_the_same_numbers(tmp_path):
+    """Seed s gives the same result whether it ran inside a longer run or on its own."""
+    mod = _load()
+    common = ["--quick", "--methods", "reverse_kl"]
+    both = mod.main([*common, "--seeds", "2", "--out", str(tmp_path / "a")])
+    alone = mod.main([*common, "--first-seed", "1", "--seeds", "1", "--out", str(tmp_path / "b")])
+    s2 = both["methods"]["reverse_kl"]["seeds"]
+    s1 = alone["methods"]["reverse_kl"]["seeds"]
+    assert [s["seed"] for s in s2] == [0, 1] and [s["seed"] for s in s1] == [1]
+    assert s1[0]["log_Z_error"] == s2[1]["log_Z_error"] != s2[0]["log_Z_error"]
+    assert s1[0]["ess_fraction"] == s2[1]["ess_fraction"]

@@ -69,7 +69,15 @@ def parse_args(argv=None):
         default=400,
         help="AIS iterations of fab_buffer; fixes the evaluation budget",
     )
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per method (default 5; 1 in --quick)"
+    )
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="run seeds first-seed, ..., first-seed + seeds - 1 (to extend an earlier run)",
+    )
     p.add_argument(
         "--methods",
         nargs="+",
@@ -114,10 +122,15 @@ def parse_args(argv=None):
     p.add_argument("--curve-samples", type=int, default=10_000)
     args = p.parse_args(argv)
     if args.quick:
-        args.dim, args.steps, args.seeds, args.batch = 4, 6, 1, 32
+        args.dim, args.steps, args.batch = 4, 6, 32
+        args.seeds = 1 if args.seeds is None else args.seeds
         args.layers, args.width, args.buffer_size, args.updates_per_ais = 2, 16, 256, 2
         args.segments, args.eval_samples, args.curve_samples = 1, 1000, 1000
         args.num_intermediate, args.leapfrog = 1, 2
+    elif args.seeds is None:
+        args.seeds = 5
+    if args.seeds < 1 or args.first_seed < 0:
+        p.error("--seeds must be >= 1 and --first-seed >= 0")
     return args
 
 
@@ -347,7 +360,7 @@ def main(argv=None):
     samples = {}
     for method in args.methods:
         finals, curves, times = [], [], []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             key = jax.random.key(1000 * seed + 7)
             k_flow, k_train, k_eval = jax.random.split(key, 3)
             flow = flow_fn(k_flow)
@@ -367,7 +380,7 @@ def main(argv=None):
                 sc = score(target, model, jax.random.fold_in(k_eval, used), args.curve_samples)
                 curve.append({"energy_evals": used, "train_seconds": secs, **sc})
             final = score(target, model, k_eval, args.eval_samples)
-            final.update(energy_evals=used, train_seconds=secs)
+            final.update(seed=seed, energy_evals=used, train_seconds=secs)
             finals.append(final)
             curves.append(curve)
             times.append(secs)
@@ -377,7 +390,7 @@ def main(argv=None):
                 f"modes {final['modes_visited']}, evals {used}, {secs:.0f} s",
                 flush=True,
             )
-            if seed == 0:
+            if seed == args.first_seed:
                 samples[method] = np.asarray(model.sample(jax.random.key(3), (3000,)))
         err = np.array([f["log_Z_error"] for f in finals])
         ess = np.array([f["ess_fraction"] for f in finals])
