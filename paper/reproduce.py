@@ -308,8 +308,7 @@ EXPERIMENTS: list[Experiment] = [
         figures={"samples": "families"}, tables=_families_tables),
     Experiment(
         "phi4", "experiments/phi4.py", ("--quick",),
-        ("--ensemble", "E2", "--steps", "14000", "--mcmc", "both", "--fourier",
-         "--path-gradient"),
+        ("--ensemble", "E2", "--steps", "14000", "--mcmc", "both"),
         figures={"magnetisation_histogram": "phi4_magnetisation",
                  "correlator": "phi4_correlator"},
         tables=_phi4_tables, numbers=_phi4_numbers),
