@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from physgen.distributions import DiagNormal, GaussianMixture, StandardNormal
+from physgen.distributions import DiagNormal, GaussianMixture, StandardNormal, Z2Symmetrized
 
 KEY = jax.random.key(0)
 
@@ -19,6 +19,9 @@ def _distributions():
             jnp.array([[0.0, 1.0, 2.0], [-2.0, 0.0, 1.0]]),
             jnp.array([[0.5, 1.0, 1.5], [1.0, 0.7, 0.2]]),
             jnp.array([0.3, 0.7]),
+        ),
+        "z2_symmetrized": Z2Symmetrized(
+            DiagNormal(jnp.array([0.5, -1.0, 2.0]), jnp.array([0.3, 1.0, 2.5]))
         ),
     }
 
@@ -76,3 +79,40 @@ def test_wrong_event_shape_is_refused():
         DiagNormal(jnp.zeros(2), jnp.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="unconditional"):
         StandardNormal((3,)).log_prob(jnp.zeros(3), condition=jnp.zeros(1))
+
+
+def test_z2_symmetrized_is_the_mirrored_gaussian_mixture():
+    """½[N(μ, σ²) + N(−μ, σ²)] exactly, against scipy; and log q(−x) = log q(x)."""
+    mu, sigma = np.array([0.5, -1.0, 2.0]), np.array([0.3, 1.0, 2.5])
+    q = Z2Symmetrized(DiagNormal(jnp.asarray(mu), jnp.asarray(sigma)))
+    x = np.random.default_rng(1).normal(size=(9, 3)).astype(np.float32)
+    exact = np.logaddexp(
+        stats.norm.logpdf(x, mu, sigma).sum(-1), stats.norm.logpdf(x, -mu, sigma).sum(-1)
+    ) - math.log(2)
+    np.testing.assert_allclose(q.log_prob(x), exact, rtol=1e-5)
+    np.testing.assert_allclose(q.log_prob(-x), q.log_prob(x), rtol=1e-6)
+
+
+def test_z2_symmetrized_integrates_to_one_in_1d(x64):
+    q = Z2Symmetrized(DiagNormal(jnp.array([1.3]), jnp.array([0.4])))
+    grid = jnp.linspace(-8, 8, 20001)
+    assert abs(float(jnp.trapezoid(jnp.exp(q.log_prob(grid[:, None])), grid)) - 1.0) < 1e-9
+
+
+def test_z2_symmetrized_samples_both_mirror_images_equally():
+    """Each sample is ±x₀ with probability ½: mean 0 and E[x²] = μ² + σ², within 4 SE."""
+    mu, sigma = np.array([2.0, -1.0]), np.array([0.5, 0.8])
+    q = Z2Symmetrized(DiagNormal(jnp.asarray(mu), jnp.asarray(sigma)))
+    x = np.asarray(q.sample(jax.random.key(5), (100_000,)), np.float64)
+    se = np.std(x, 0) / math.sqrt(len(x))
+    assert np.all(np.abs(np.mean(x, 0)) < 4 * se)
+    x2, se2 = np.mean(x**2, 0), np.std(x**2, 0) / math.sqrt(len(x))
+    assert np.all(np.abs(x2 - (mu**2 + sigma**2)) < 4 * se2)
+    # the sign of the first coordinate picks the mirror image: a fair coin
+    frac = np.mean(x[:, 0] > 0)
+    assert abs(frac - 0.5) < 4 * math.sqrt(0.25 / len(x))
+
+
+def test_z2_symmetrized_refuses_a_model_without_density():
+    with pytest.raises(TypeError, match="AbstractDistribution"):
+        Z2Symmetrized(lambda x: x)

@@ -31,7 +31,8 @@ def test_help(capsys):
 def test_phi4_quick(tmp_path):
     _load().main(["--quick", "--ensemble", "broken", "--out", str(tmp_path), "--no-progress"])
     r = json.loads((tmp_path / "results.json").read_text())
-    assert r["target"]["L"] == 4 and r["flow"]["z2_equivariant"]
+    assert r["target"]["L"] == 4 and r["flow"]["z2"] == "mixture"
+    assert not r["flow"]["path_gradient"]  # off by default for the mixture (cost per step)
     assert r["target"]["lam_tilde"] == pytest.approx(0.5)
     for method in ("flow_imh", "hmc"):
         m = r[method]

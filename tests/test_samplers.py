@@ -131,6 +131,22 @@ def test_imh_exact_proposal_accepts_everything():
     assert np.all(np.abs(np.diff(np.asarray(res.samples), axis=1)).sum(-1) > 0)
 
 
+def test_imh_with_a_z2_symmetrized_exact_proposal_accepts_everything_and_tunnels():
+    """Target ½[N(μ, σ²) + N(−μ, σ²)] with modes 8σ apart; the proposal Z2Symmetrized(N(μ, σ²))
+    is that target exactly, so every move is accepted and about half of them change mode."""
+    from physgen.distributions import DiagNormal, Z2Symmetrized
+    from physgen.targets import GaussianMixture
+
+    mu, sigma = np.array([2.0, -1.0]), 0.5
+    target = GaussianMixture(np.stack([mu, -mu]), [sigma, sigma])
+    proposal = Z2Symmetrized(DiagNormal(jnp.asarray(mu), jnp.full(2, sigma)))
+    res = run_mcmc(jax.random.key(1), FlowIndependenceMetropolis(proposal), target,
+                   num_chains=2, num_samples=400, num_warmup=0)
+    np.testing.assert_allclose(np.asarray(res.acceptance_rate), 1.0, rtol=0, atol=1e-5)
+    flips = np.mean(np.diff(np.sign(np.asarray(res.samples)[..., 0]), axis=1) != 0)
+    assert abs(flips - 0.5) < 4 * math.sqrt(0.25 / (2 * 399))
+
+
 # ------------------------------------------------------------------ exact counts
 _COUNTER = {"energy": 0, "grad": 0}
 

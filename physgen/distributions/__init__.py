@@ -3,4 +3,5 @@
 from ._base import AbstractDistribution as AbstractDistribution
 from ._mixture import GaussianMixture as GaussianMixture
 from ._normal import DiagNormal as DiagNormal, StandardNormal as StandardNormal
+from ._symmetrized import Z2Symmetrized as Z2Symmetrized
 from ._transformed import Transformed as Transformed
