@@ -102,7 +102,7 @@ def parse_args(argv=None):
         default=None,
         help="path (sticking-the-landing) gradient of the reverse KL: lower variance near "
         "convergence, one extra inverse pass per step (default: on, except for the Z2 "
-        "mixture, whose step it makes about 3.5x slower on a CPU)",
+        "mixture, whose step it makes about twice as slow on a CPU)",
     )
     p.add_argument(
         "--init",
