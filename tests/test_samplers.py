@@ -132,7 +132,7 @@ def test_imh_exact_proposal_accepts_everything():
 
 
 def test_imh_with_a_z2_symmetrized_exact_proposal_accepts_everything_and_tunnels():
-    """Target ½[N(μ, σ²) + N(−μ, σ²)] with modes 8σ apart; the proposal Z2Symmetrized(N(μ, σ²))
+    """Target ½[N(μ, σ²) + N(−μ, σ²)] with modes 9σ apart; the proposal Z2Symmetrized(N(μ, σ²))
     is that target exactly, so every move is accepted and about half of them change mode."""
     from physgen.distributions import DiagNormal, Z2Symmetrized
     from physgen.targets import GaussianMixture

@@ -44,13 +44,9 @@ class Z2Symmetrized(AbstractDistribution):
         self.shape = distribution.shape
         self.cond_shape = distribution.cond_shape
 
-    def _both_log_probs(self, x: Array, condition) -> Array:
-        # one batched pass over (x, −x): a flow evaluates both in the same matrix products
-        return jax.vmap(lambda y: self.distribution._log_prob(y, condition))(jnp.stack([x, -x]))
-
     def _log_prob(self, x: Array, condition=None) -> Scalar:
-        lp = self._both_log_probs(x, condition)
-        return jnp.logaddexp(lp[0], lp[1]) - _LOG_2
+        lq, lq_mirror = (self.distribution._log_prob(y, condition) for y in (x, -x))
+        return jnp.logaddexp(lq, lq_mirror) - _LOG_2
 
     def _sign(self, key: Key, dtype) -> Array:
         return jnp.where(jax.random.bernoulli(key), 1, -1).astype(dtype)
