@@ -12,8 +12,6 @@ Sub-packages:
 - devices: ``parallel``.
 """
 
-__version__ = "0.1.0"
-
 from . import (
     autoregressive as autoregressive,
     bijections as bijections,
@@ -36,8 +34,9 @@ from . import (
     training as training,
     vae as vae,
 )
+from ._base import Estimate as Estimate, NoDensityError as NoDensityError
+from ._version import __version__ as __version__
 from .boltzmann import BoltzmannGenerator as BoltzmannGenerator
-from .gan import NoDensityError as NoDensityError
 from .training import (
     CheckpointError as CheckpointError,
     NonFiniteLossError as NonFiniteLossError,

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ..distributions import AbstractDistribution
 from ..nn import MaskedMLP
 

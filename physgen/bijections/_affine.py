@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Scalar, Shape
+from .._base import Array, ArrayLike, Scalar, Shape
 from ._base import AbstractBijection
 from ._constraints import check_positive, inv_positive, positive
 from ._utils import check_inputs

@@ -6,7 +6,7 @@ import abc
 
 import equinox as eqx
 
-from .._custom_types import Array, Scalar, Shape
+from .._base import Array, Scalar, Shape
 
 
 class AbstractBijection(eqx.Module):

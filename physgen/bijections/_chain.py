@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Scalar, Shape
+from .._base import Array, Scalar, Shape
 from ._base import AbstractBijection
 from ._utils import check_inputs
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike
+from .._base import Array, ArrayLike
 
 
 def positive(raw: ArrayLike) -> Array:

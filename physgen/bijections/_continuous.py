@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ._base import AbstractBijection
 from ._utils import as_shape, check_inputs
 

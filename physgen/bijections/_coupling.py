@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike, Key, Scalar, Shape
+from .._base import Array, ArrayLike, Key, Scalar, Shape
 from ..nn import MLP
 from ._base import AbstractBijection
 from ._constraints import unit_positive

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Scalar, Shape
+from .._base import Array, Scalar, Shape
 from ._base import AbstractBijection
 from ._constraints import check_positive, inv_positive, positive
 from ._utils import as_shape, check_inputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 
-from .._custom_types import Array, Scalar, Shape
+from .._base import Array, Scalar, Shape
 from ._base import AbstractBijection
 
 

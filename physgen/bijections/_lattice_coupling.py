@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ..nn._conv import PeriodicConvNet
 from ._base import AbstractBijection
 from ._constraints import unit_positive

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from .._custom_types import Array, ArrayLike, Scalar, Shape
+from .._base import Array, ArrayLike, Scalar, Shape
 from ._base import AbstractBijection
 from ._constraints import inv_positive, positive
 from ._utils import as_shape, check_inputs

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike, Scalar, Shape
+from .._base import Array, ArrayLike, Scalar, Shape
 from ._base import AbstractBijection
 from ._utils import as_shape, check_inputs
 

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Key, Scalar, Shape
+from .._base import Array, ArrayLike, Key, Scalar, Shape
 from ._base import AbstractBijection
 from ._constraints import bin_fractions, unit_positive
 from ._utils import as_shape, check_inputs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import check_single_example
+from .._base import check_single_example
 
 
 def check_inputs(bijection, x, condition, what: str = "x"):

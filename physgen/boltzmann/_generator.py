@@ -5,8 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 
-from .._custom_types import Array, Key
-from ..distributions._base import AbstractDistribution
+from .._base import AbstractExactDensity, Array, Key, require_density
 from ..parallel._mesh import batch_sharding
 from ..targets._base import AbstractTarget
 
@@ -23,12 +22,10 @@ class BoltzmannGenerator(eqx.Module):
     the values are those of one device.
     """
 
-    model: AbstractDistribution
+    model: AbstractExactDensity
     target: AbstractTarget
 
-    def __init__(self, model: AbstractDistribution, target: AbstractTarget):
-        from ..metrics import require_density  # metrics imports gan/training: import late
-
+    def __init__(self, model: AbstractExactDensity, target: AbstractTarget):
         self.model = require_density(model, "BoltzmannGenerator (importance weights p/q)")
         self.target = target
 

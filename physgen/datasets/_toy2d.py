@@ -9,8 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
-from .._errors import check_event_shape
+from .._base import Array, Key, Scalar, check_event_shape
 
 _LOG_2PI = math.log(2 * math.pi)
 

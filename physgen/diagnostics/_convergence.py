@@ -6,7 +6,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array
+from .._base import Array
 
 # jitted once per input shape: far cheaper than BlackJAX's op-by-op dispatch
 _ess_bulk = jax.jit(blackjax.ess_bulk)

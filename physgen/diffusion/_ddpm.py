@@ -8,7 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike, Scalar
+from .._base import Array, ArrayLike, Scalar
 
 _KINDS = ("linear", "cosine")
 

@@ -11,13 +11,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Key, Scalar, Shape
-from .._errors import check_event_shape, check_single_example
+from .._base import (
+    Array,
+    ArrayLike,
+    Estimate,
+    Key,
+    Scalar,
+    Shape,
+    check_event_shape,
+    check_single_example,
+)
 from ..bijections._continuous import ContinuousFlow
 from ..bijections._utils import as_shape
 from ..distributions._base import AbstractDistribution
 from ..distributions._transformed import Transformed
-from ..reweighting._results import Estimate
+from ..nn._time import FourierTimeEmbedding, VectorFieldMLP
 from ._sde import VESDE, VPSDE, AbstractSDE
 
 _PARAMETERISATIONS = ("epsilon", "score")
@@ -338,8 +346,6 @@ def diffusion_model(
     The time embedding uses frequencies ``1..100`` (``t ∈ [0, 1]``). Other keyword
     arguments (``solver``, ``rtol``, ``atol``, ``guidance``, ...) go to :class:`DiffusionModel`.
     """
-    from ..nn._time import FourierTimeEmbedding, VectorFieldMLP
-
     sde = VPSDE() if sde is None else sde
     if eps is None:
         eps = 1e-5 if isinstance(sde, VESDE) else 1e-3

@@ -5,9 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
-from .._errors import check_event_shape
-from ..objectives._base import AbstractDataObjective
+from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
 from ._ddpm import DDPMSchedule
 from ._model import DiffusionModel
 

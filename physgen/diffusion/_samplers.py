@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from .._custom_types import Array, Key, Shape
+from .._base import Array, Key, Shape
 from ._ddpm import DDPMSchedule
 from ._model import DiffusionModel
 from ._sde import AbstractSDE

@@ -9,9 +9,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Key, Scalar, Shape
+from .._base import Array, ArrayLike, Key, Scalar, Shape
+from ..bijections._affine import Affine
 from ..distributions._base import AbstractDistribution
 from ..distributions._normal import StandardNormal
+from ..distributions._transformed import Transformed
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -93,9 +95,6 @@ class AbstractSDE(eqx.Module):
 
     def prior(self, shape: Shape) -> AbstractDistribution:
         """The prior ``π = N(0, prior_std² I)`` on ``R^shape`` as a distribution."""
-        from ..bijections._affine import Affine
-        from ..distributions._transformed import Transformed
-
         base = StandardNormal(tuple(shape))
         s = self.prior_std()
         if s == 1.0:

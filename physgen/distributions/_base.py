@@ -9,8 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_event_shape
+from .._base import AbstractExactDensity, Array, Key, Scalar, Shape, check_event_shape
 
 
 def _merge_batch(x, event_ndim):
@@ -18,7 +17,7 @@ def _merge_batch(x, event_ndim):
     return x.reshape((math.prod(batch_shape),) + x.shape[x.ndim - event_ndim :]), batch_shape
 
 
-class AbstractDistribution(eqx.Module):
+class AbstractDistribution(AbstractExactDensity):
     """A probability density ``p(x | condition)`` on ``R^shape`` with exact ``log_prob``.
 
     Concrete classes implement the single-example methods ``_log_prob(x, condition)``,

@@ -7,7 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ..bijections._constraints import inv_positive, positive
 from ._base import AbstractDistribution
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ..bijections._base import AbstractBijection
 from ._base import AbstractDistribution
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
+from .._base import Array, Key
 
 
 def sinkhorn_log_plan(

@@ -5,10 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
-from .._errors import check_event_shape
-from ..objectives._base import AbstractDataObjective
-from ..objectives._cnf_likelihood import check_continuous_model
+from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from ..flows._continuous import check_continuous_model
 from ._coupling import ot_coupling
 from ._paths import AbstractProbabilityPath, LinearPath, _check_time
 

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Scalar
+from .._base import Array, ArrayLike, Scalar
 
 
 class AbstractProbabilityPath(eqx.Module):

@@ -6,7 +6,7 @@ import math
 
 import diffrax
 
-from .._custom_types import Key, Shape
+from .._base import Key, Shape
 from ..bijections import ContinuousFlow
 from ..distributions import AbstractDistribution, StandardNormal, Transformed
 from ..nn import VectorFieldMLP
@@ -74,3 +74,20 @@ def cnf(
         cond_shape=cond_shape,
     )
     return Transformed(base, flow)
+
+
+def check_continuous_model(model, who: str) -> ContinuousFlow:
+    """The :class:`ContinuousFlow` of ``Transformed(base, ContinuousFlow)``, or a TypeError."""
+    if not (isinstance(model, Transformed) and isinstance(model.bijection, ContinuousFlow)):
+        raise TypeError(
+            f"{who} trains Transformed(base, ContinuousFlow(...)) (e.g. physgen.flows.cnf), "
+            f"got {type(model).__name__}"
+            + (
+                f" with a {type(model.bijection).__name__}"
+                if isinstance(model, Transformed)
+                else ""
+            )
+        )
+    if model.bijection.cond_shape is not None:
+        raise ValueError(f"{who} trains unconditional flows (cond_shape=None)")
+    return model.bijection

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax
 
-from .._custom_types import Key, Shape
+from .._base import Key, Shape
 from ..bijections import (
     AffineCoupling,
     Chain,

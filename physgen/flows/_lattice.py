@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from .._custom_types import Key
+from .._base import Key
 from ..bijections._chain import Chain
 from ..bijections._fourier import FourierScaling
 from ..bijections._lattice_coupling import CheckerboardAffineCoupling, CheckerboardSplineCoupling

@@ -1,7 +1,7 @@
 """Generative adversarial networks: samplers without density (no ``log_prob``, no
 reweighting), trained by alternating critic and generator updates (:func:`fit_gan`)."""
 
-from ._base import AbstractImplicitModel as AbstractImplicitModel, NoDensityError as NoDensityError
+from .._base import AbstractImplicitModel as AbstractImplicitModel, NoDensityError as NoDensityError
 from ._fit import fit_gan as fit_gan
 from ._losses import (
     WGANGP as WGANGP,

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._custom_types import Array, Key
-from .._errors import check_event_shape, check_finite_tree
+from .._base import Array, Key, check_event_shape, check_finite_tree
 from ..training._fit import default_optimizer
 from ..training._loop import run_chunks
 from ._losses import AbstractGANLoss

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
+from .._base import Array, Key, Scalar
 from ._modules import Critic, critic_batch
 
 

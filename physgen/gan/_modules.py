@@ -8,10 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_single_example
+from .._base import AbstractImplicitModel, Array, Key, Scalar, Shape, check_single_example
 from ..nn import MLP
-from ._base import AbstractImplicitModel
 
 
 class Generator(AbstractImplicitModel):

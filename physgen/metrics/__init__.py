@@ -2,9 +2,8 @@
 (exact models) or its bound (VAEs), precision/recall, MMD two-sample test, and distances
 between energy distributions for Boltzmann targets."""
 
-from ..gan import NoDensityError as NoDensityError
+from .._base import NoDensityError as NoDensityError, require_density as require_density
 from ._likelihood import (
-    require_density as require_density,
     test_nll as test_nll,
     test_nll_bound as test_nll_bound,
 )

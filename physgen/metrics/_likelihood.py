@@ -8,38 +8,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
-from .._errors import check_event_shape
-from ..distributions import AbstractDistribution
-from ..gan import AbstractImplicitModel, NoDensityError
-from ..reweighting import Estimate
-from ..vae import AbstractLatentVariableModel
-
-
-def require_density(model, what: str = "this function"):
-    """Return ``model`` if it has an exact ``log_prob`` (an ``AbstractDistribution``);
-    otherwise raise :class:`NoDensityError` (a GAN, a VAE) or ``TypeError`` saying why.
-
-    Use at the top of every function that needs ``log q(x)``: likelihoods, importance
-    weights, independence-Metropolis proposals.
-    """
-    if isinstance(model, AbstractDistribution):
-        return model
-    name = type(model).__name__
-    if isinstance(model, AbstractImplicitModel):
-        raise NoDensityError(
-            f"{what} needs an exact density, but {name} is an implicit model (a GAN: a "
-            "sampler without density, x = G(z)); use sample-based metrics "
-            "(precision_recall, mmd_test, energy_distances) instead"
-        )
-    if isinstance(model, AbstractLatentVariableModel):
-        raise NoDensityError(
-            f"{what} needs an exact density, but {name} is a latent-variable model (a VAE): "
-            "log p(x) is an intractable integral, available only as a lower bound "
-            "(log_prob_bound, elbo, iwae; physgen.metrics.test_nll_bound) or an "
-            "importance-sampled estimate (log_prob_estimate)"
-        )
-    raise TypeError(f"{what} needs an AbstractDistribution with exact log_prob, got {name}")
+from .._base import (
+    AbstractDensityBound,
+    Array,
+    Estimate,
+    Key,
+    check_event_shape,
+    require_density,
+)
 
 
 def _estimate(values: Array) -> Estimate:
@@ -78,10 +54,10 @@ def test_nll_bound(
     (``K = num_samples``; ``K = 1`` is the ELBO), with standard error over the ``N`` test
     points (which includes the Monte Carlo noise of the bound). The bound tightens as ``K``
     grows; its expectation is ``≥`` the true NLL for every ``K``."""
-    if not isinstance(model, AbstractLatentVariableModel):
+    if not isinstance(model, AbstractDensityBound):
         raise TypeError(
-            f"test_nll_bound needs an AbstractLatentVariableModel, got {type(model).__name__}"
-            " (exact models: test_nll)"
+            f"test_nll_bound needs a model with a density bound (an AbstractDensityBound such "
+            f"as a VAE), got {type(model).__name__} (exact models: test_nll)"
         )
     x = _check_data(x, model.shape)
     return _estimate(-_map_iwae(key, model, x, num_samples, batch_size))
@@ -91,7 +67,7 @@ def test_nll_bound(
 def _map_iwae(key, model, x, num_samples, batch_size):
     keys = jax.random.split(key, x.shape[0])
     return jax.lax.map(
-        lambda kx: model.iwae(kx[0], kx[1], num_samples),
+        lambda kx: model.log_prob_bound(kx[0], kx[1], num_samples),
         (keys, x),
         batch_size=min(batch_size, x.shape[0]),
     )

@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
+from .._base import Array, Key, Scalar
 from ..reweighting import Estimate
 
 

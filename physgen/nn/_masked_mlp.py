@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike, Key
+from .._base import Array, ArrayLike, Key
 
 
 def _hidden_degrees(width: int, lo: int, hi: int) -> np.ndarray:

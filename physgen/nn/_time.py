@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, ArrayLike, Key
+from .._base import Array, ArrayLike, Key
 from ._mlp import zero_last_layer
 
 

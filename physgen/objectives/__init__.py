@@ -1,6 +1,6 @@
 """Training objectives: scalar losses minimised by :func:`physgen.fit`."""
 
-from ._base import (
+from .._base import (
     AbstractDataObjective as AbstractDataObjective,
     AbstractObjective as AbstractObjective,
 )

@@ -5,28 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar
-from .._errors import check_event_shape
-from ..bijections._continuous import ContinuousFlow
-from ..distributions._transformed import Transformed
-from ._base import AbstractDataObjective
-
-
-def check_continuous_model(model, who: str) -> ContinuousFlow:
-    """The :class:`ContinuousFlow` of ``Transformed(base, ContinuousFlow)``, or a TypeError."""
-    if not (isinstance(model, Transformed) and isinstance(model.bijection, ContinuousFlow)):
-        raise TypeError(
-            f"{who} trains Transformed(base, ContinuousFlow(...)) (e.g. physgen.flows.cnf), "
-            f"got {type(model).__name__}"
-            + (
-                f" with a {type(model.bijection).__name__}"
-                if isinstance(model, Transformed)
-                else ""
-            )
-        )
-    if model.bijection.cond_shape is not None:
-        raise ValueError(f"{who} trains unconditional flows (cond_shape=None)")
-    return model.bijection
+from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from ..flows._continuous import check_continuous_model
 
 
 class CNFMaximumLikelihood(AbstractDataObjective):

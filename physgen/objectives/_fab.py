@@ -6,11 +6,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
+from .._base import AbstractObjective, Array, Key
 from ..boltzmann._generator import BoltzmannGenerator
 from ..samplers._ais import AISResult, annealed_importance_sampling
 from ..targets._base import AbstractTarget
-from ._base import AbstractObjective
 
 
 def _frozen(model):

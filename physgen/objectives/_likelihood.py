@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .._custom_types import Key, Scalar
-from .._errors import check_event_shape
-from ._base import AbstractDataObjective
+from .._base import AbstractDataObjective, Key, Scalar, check_event_shape
 
 
 class MaximumLikelihood(AbstractDataObjective):

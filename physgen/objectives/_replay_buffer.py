@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Shape
+from .._base import Array, Key, Shape
 
 
 class ReplayBuffer(eqx.Module):

@@ -6,11 +6,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
+from .._base import AbstractDataObjective, AbstractObjective, Array, Key
 from ..boltzmann._generator import BoltzmannGenerator
 from ..parallel._mesh import constrain_batch
 from ..targets._base import AbstractTarget
-from ._base import AbstractDataObjective, AbstractObjective
 
 
 def reverse_kl_terms(model, target: AbstractTarget, key: Key, num_samples: int,

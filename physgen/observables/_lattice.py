@@ -32,7 +32,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array
+from .._base import Array
 from ..diagnostics import mean_and_mcse
 from ..reweighting import Estimate, expectation
 

@@ -1,13 +1,14 @@
 """Reweighting: importance weights, Kish ESS, self-normalised expectations, log Z and free
 energies, every estimate with its standard error (all pure, jittable ``jnp`` functions)."""
 
+from .._base import Estimate as Estimate
 from ._bootstrap import bootstrap as bootstrap, percentile_interval as percentile_interval
 from ._estimators import elbo as elbo, expectation as expectation, log_Z as log_Z
 from ._free_energy import (
     free_energy_difference as free_energy_difference,
     free_energy_profile as free_energy_profile,
 )
-from ._results import Estimate as Estimate, FreeEnergyProfile as FreeEnergyProfile
+from ._results import FreeEnergyProfile as FreeEnergyProfile
 from ._weights import (
     ess_fraction as ess_fraction,
     kish_ess as kish_ess,

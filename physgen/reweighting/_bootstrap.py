@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key
+from .._base import Array, Key
 
 _MAX_VMAP_ELEMENTS = 2**24  # resampled indices held at once before chunking with lax.map
 

@@ -8,8 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp, softmax
 
-from .._custom_types import Array
-from ._results import Estimate
+from .._base import Array, Estimate
 from ._weights import _check_logw
 
 

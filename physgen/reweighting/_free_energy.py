@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp, softmax
 
-from .._custom_types import Array, Key
+from .._base import Array, Estimate, Key
 from ._bootstrap import bootstrap, percentile_interval
-from ._results import Estimate, FreeEnergyProfile
+from ._results import FreeEnergyProfile
 from ._weights import _check_logw
 
 

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp, softmax
 
-from .._custom_types import Array, Scalar
+from .._base import Array, Scalar
 
 
 def _check_logw(logw) -> Array:

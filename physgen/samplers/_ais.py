@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key
+from .._base import Array, Estimate, Key
 from ..reweighting._estimators import log_Z as _log_Z_estimate
-from ..reweighting._results import Estimate
 from ..reweighting._weights import ess_fraction as _ess_fraction
 from ._base import AbstractKernelSampler
 from ._hmc import HMC

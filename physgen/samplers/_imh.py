@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 from blackjax.mcmc.proposal import static_binomial_sampling
 
-from .._custom_types import Array
-from ..distributions._base import AbstractDistribution
+from .._base import AbstractExactDensity, Array, require_density
 from ._base import AbstractSampler, EvalCounts, _burn_in, _check_position, _step_info
 
 
@@ -37,11 +36,9 @@ class FlowIndependenceMetropolis(AbstractSampler):
     because ``blackjax.irmh`` re-evaluates ``q`` at the current state every step.
     """
 
-    flow: AbstractDistribution
+    flow: AbstractExactDensity
 
-    def __init__(self, flow: AbstractDistribution):
-        from ..metrics import require_density  # metrics imports gan/training: import late
-
+    def __init__(self, flow: AbstractExactDensity):
         require_density(flow, "FlowIndependenceMetropolis (the MH ratio needs q(x))")
         if flow.cond_shape is not None:
             raise ValueError("FlowIndependenceMetropolis needs an unconditional flow")

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key
+from .._base import Array, Key
 from ..parallel._mesh import chain_sharding, replicate, shard_batch, to_host
 from ..targets._base import AbstractTarget
 from ._base import AbstractKernelSampler, AbstractSampler, EvalCounts, _zero_counts

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.smc.resampling import systematic
 
-from .._custom_types import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape
 from ..distributions._base import AbstractDistribution
 from ._base import (
     AbstractKernelSampler,

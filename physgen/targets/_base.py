@@ -7,7 +7,7 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Scalar, Shape
+from .._base import Array, Scalar, Shape
 
 
 class AbstractTarget(eqx.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._custom_types import Array, Scalar
+from .._base import Array, Scalar
 from ._base import AbstractTarget
 
 

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, ArrayLike, Key, Scalar, Shape
-from .._errors import check_single_example
+from .._base import Array, ArrayLike, Key, Scalar, Shape, check_single_example
 from ._base import AbstractExactTarget
 
 

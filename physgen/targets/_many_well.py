@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_event_shape, check_single_example
+from .._base import Array, Key, Scalar, Shape, check_event_shape, check_single_example
 from ._base import AbstractExactTarget
 from ._double_well import _sampling_table, sample_quartic
 from ._quadrature import quartic_energy, quartic_tables

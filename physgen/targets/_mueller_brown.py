@@ -8,8 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Scalar, Shape
-from .._errors import check_single_example
+from .._base import Array, Scalar, Shape, check_single_example
 from ._base import AbstractExactTarget
 from ._quadrature import composite_gauss_legendre, logsumexp_np
 

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_single_example
+from .._base import Array, Key, Scalar, Shape, check_single_example
 from ._base import AbstractExactTarget, AbstractTarget
 
 #: Albergo et al. 2019 (Table I): m² = −4, λ tuned to a correlation length of about L/4.

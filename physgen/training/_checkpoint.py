@@ -27,7 +27,8 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from .._errors import check_finite_tree
+from .._base import check_finite_tree
+from .._version import __version__
 
 MAGIC = b"PHYSGEN-CKPT\n"
 FORMAT_VERSION = 1
@@ -63,8 +64,6 @@ def save(path: str | os.PathLike, model, metadata: dict[str, Any] | None = None)
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
     payload = buf.getvalue()
-    from .. import __version__
-
     header = {
         "format_version": FORMAT_VERSION,
         "physgen_version": __version__,

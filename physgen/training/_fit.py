@@ -13,9 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._custom_types import Array, Key
-from .._errors import check_event_shape, check_finite_tree
-from ..objectives._base import AbstractDataObjective, AbstractObjective
+from .._base import (
+    AbstractDataObjective,
+    AbstractObjective,
+    Array,
+    Key,
+    check_event_shape,
+    check_finite_tree,
+)
 from ..parallel._mesh import batch_sharding, replicate
 from ._checkpoint import save
 from ._loop import run_chunks

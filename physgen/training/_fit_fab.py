@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._custom_types import Array, Key
-from .._errors import check_finite_tree
+from .._base import Array, Key, check_finite_tree
 from ..objectives._fab import FAB, _ais_diagnostics
 from ..objectives._replay_buffer import ReplayBuffer
 from ._fit import _tree_all_finite, default_optimizer

@@ -9,8 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_event_shape
+from .._base import AbstractDensityBound, Array, Key, Scalar, Shape, check_event_shape
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -44,7 +43,7 @@ def _jit_call(fn, *args):
     return fn(*args)
 
 
-class AbstractLatentVariableModel(eqx.Module):
+class AbstractLatentVariableModel(AbstractDensityBound):
     """``p(x) = ∫ p(x | z) p(z) dz`` with an amortised posterior ``q(z | x)``.
 
     There is no exact ``log_prob``: the marginal is an intractable integral. What exists is

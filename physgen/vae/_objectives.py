@@ -8,9 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._custom_types import Array, Key, Scalar
-from .._errors import check_event_shape
-from ..objectives._base import AbstractDataObjective
+from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
 from ._base import AbstractLatentVariableModel
 
 

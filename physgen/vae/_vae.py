@@ -9,8 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._custom_types import Array, Key, Scalar, Shape
-from .._errors import check_single_example
+from .._base import Array, Key, Scalar, Shape, check_single_example
 from ..nn import MLP
 from ._base import AbstractLatentVariableModel, diag_gaussian_log_prob
 

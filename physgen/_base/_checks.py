@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Shape
+from ._types import Shape
 
 
 def check_event_shape(x, shape: Shape, what: str = "input") -> None:
