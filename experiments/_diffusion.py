@@ -64,7 +64,7 @@ def train_diffusion(
     )
     objective = DenoisingScoreMatching(weighting, importance_sampling=weighting == "likelihood")
     optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
-    model, history = physgen.fit(
+    model, history, _ = physgen.fit(
         k_fit,
         model,
         objective,

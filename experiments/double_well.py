@@ -56,11 +56,12 @@ def _ode_model(key, args, **kw):
 
 def _ode_fit(key, model, objective, data, args):
     optimizer = optax.adam(optax.cosine_decay_schedule(args.ode_lr, args.ode_steps, alpha=0.01))
-    return physgen.fit(
+    model, history, _ = physgen.fit(
         key, model, objective, steps=args.ode_steps, optimizer=optimizer, data=data,
         batch_size=args.batch_size, progress=not args.no_progress,
         checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
     )
+    return model, history
 
 
 def train_flow_matching(key, data, target, args):
@@ -230,7 +231,7 @@ def main(argv=None):
             objective, data = MixedKL(target, args.batch_size), jnp.asarray(hmc_x)
         optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
         t0 = time.perf_counter()
-        flow, history = physgen.fit(
+        flow, history, _ = physgen.fit(
             k_fit, flow, objective, steps=args.steps, optimizer=optimizer, data=data,
             batch_size=args.batch_size, progress=not args.no_progress,
             checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},

@@ -40,7 +40,7 @@ from physgen.datasets import get_dataset  # noqa: E402
 from physgen.diffusion import DenoisingScoreMatching, diffusion_model  # noqa: E402
 from physgen.flow_matching import FlowMatching  # noqa: E402
 from physgen.flows import cnf, neural_spline_flow, real_nvp  # noqa: E402
-from physgen.gan import GAN, WGANGP, NonSaturatingLoss, fit_gan  # noqa: E402
+from physgen.gan import GAN, WGANGP, NonSaturatingLoss  # noqa: E402
 from physgen.metrics import (  # noqa: E402
     energy_distances,
     mmd_test,
@@ -50,7 +50,7 @@ from physgen.metrics import (  # noqa: E402
 )
 from physgen.objectives import MaximumLikelihood  # noqa: E402
 from physgen.targets import DoubleWell  # noqa: E402
-from physgen.vae import ELBO, fit_annealed, gaussian_vae, kl_annealing_schedule  # noqa: E402
+from physgen.vae import ELBO, gaussian_vae  # noqa: E402
 
 
 class Fitted(NamedTuple):
@@ -102,7 +102,7 @@ def _exact_fitted(model, hist):
 
 def _fit_ml(key, model, train, args):
     ki, kf = jax.random.split(key)
-    model, hist = physgen.fit(
+    model, hist, _ = physgen.fit(
         kf,
         model,
         MaximumLikelihood(),
@@ -149,28 +149,12 @@ def fit_autoregressive(key, train, args):
 def fit_vae(key, train, args):
     ki, kf = jax.random.split(key)
     vae = gaussian_vae(ki, 2, args.latent_dim, width=args.width, depth=2)
-    # KL annealing (β: 0 -> 1) over the first fifth of the steps, then the plain ELBO (with
-    # --quick: one optimiser object and chunk size for both, so the chunk compiles once)
-    warmup = max(1, args.steps // 5)
-    stages = min(5, warmup)
-    chunk = min(100, max(1, warmup // stages))
-    opt = optax.adam(args.lr)
-    k1, k2 = jax.random.split(kf)
-    common = dict(
-        data=train,
-        optimizer=opt,
-        batch_size=args.batch_size,
-        chunk_size=chunk,
+    # KL annealing: β rises linearly from 0 to 1 over the first fifth of the steps
+    vae, hist, _ = physgen.fit(
+        kf, vae, ELBO(1.0, kl_warmup=max(1, args.steps // 5)), data=train, steps=args.steps,
+        optimizer=_optimizer(args, args.steps), batch_size=args.batch_size,
         progress=not args.no_progress,
     )
-    vae, h1 = fit_annealed(
-        k1, vae, ELBO(), kl_annealing_schedule(warmup), steps=warmup, num_stages=stages, **common
-    )
-    rest = args.steps - warmup
-    if not args.quick:  # cosine decay for the plain-ELBO phase
-        common["optimizer"] = _optimizer(args, rest)
-    vae, h2 = physgen.fit(k2, vae, ELBO(1.0), steps=rest, **common)
-    hist = {k: np.concatenate([h1[k], h2[k]]) for k in h1}
     sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
 
     def likelihood(k, test):
@@ -186,19 +170,11 @@ def fit_vae(key, train, args):
 @register("gan", "none")
 def fit_gan_family(key, train, args):
     ki, kf = jax.random.split(key)
-    gan, state = eqx.nn.make_with_state(GAN)(2, args.latent_dim, key=ki, width=args.width, depth=3)
+    gan = GAN(2, args.latent_dim, key=ki, width=args.width, depth=3)
     loss = WGANGP() if args.gan_loss == "wgan-gp" else NonSaturatingLoss()
-    gan, state, hist = fit_gan(
-        kf,
-        gan,
-        state,
-        loss,
-        data=train,
-        steps=args.steps,
-        critic_steps=args.critic_steps,
-        batch_size=args.batch_size,
-        learning_rate=args.gan_lr,
-        progress=not args.no_progress,
+    gan, hist, _ = physgen.fit(
+        kf, gan, loss, data=train, steps=args.steps, batch_size=args.batch_size,
+        optimizer=optax.adam(args.gan_lr, b1=0.5, b2=0.9), progress=not args.no_progress,
     )
     sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
     return Fitted(gan, lambda k, n: sample(gan, k, n), lambda k, test: {}, hist)
@@ -218,7 +194,7 @@ def _ode_fitted(model, hist, args):
 
 def _fit_ode(key, model, objective, train, args):
     """Train a continuous model (vector field or score net) and wrap it as :class:`Fitted`."""
-    model, hist = physgen.fit(
+    model, hist, _ = physgen.fit(
         key,
         model,
         objective,
@@ -286,7 +262,6 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--gan-lr", type=float, default=5e-4)
     p.add_argument("--gan-loss", choices=["wgan-gp", "non-saturating"], default="non-saturating")
-    p.add_argument("--critic-steps", type=int, default=1)
     p.add_argument("--layers", type=int, default=8, help="coupling layers (NSF: half)")
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--bins", type=int, default=12, help="spline bins (nsf)")

@@ -315,7 +315,7 @@ def main(argv=None):
     history = {"loss": np.zeros(0), "ess_fraction": np.zeros(0)}
     if args.steps > 0:
         optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
-        flow, history = physgen.fit(
+        flow, history, _ = physgen.fit(
             k_fit,
             flow,
             ReverseKL(target, args.batch_size, path_gradient=args.path_gradient),

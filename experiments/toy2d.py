@@ -61,9 +61,10 @@ def _schedule(args, steps, lr):
 
 
 def _fit(key, model, objective, data, args, steps, lr):
-    return physgen.fit(key, model, objective, data=data, steps=steps,
-                       optimizer=_schedule(args, steps, lr), batch_size=args.batch_size,
-                       progress=not args.no_progress)
+    model, history, _ = physgen.fit(key, model, objective, data=data, steps=steps,
+                                    optimizer=_schedule(args, steps, lr),
+                                    batch_size=args.batch_size, progress=not args.no_progress)
+    return model, history
 
 
 def train_discrete(factory, **extra):

@@ -41,7 +41,6 @@ from .training import (
     CheckpointError as CheckpointError,
     NonFiniteLossError as NonFiniteLossError,
     fit as fit,
-    fit_fab as fit_fab,
     load as load,
     load_metadata as load_metadata,
     save as save,

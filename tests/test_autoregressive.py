@@ -71,7 +71,7 @@ def test_sample_and_log_prob_and_autoregressive_structure(x64):
 def test_fit_lowers_nll_and_errors():
     data = physgen.datasets.get_dataset("moons").sample(jax.random.key(0), 2000)
     model = AutoregressiveMixture(2, key=jax.random.key(1), num_components=4, width=16)
-    model, hist = physgen.fit(
+    model, hist, _ = physgen.fit(
         jax.random.key(2),
         model,
         physgen.objectives.MaximumLikelihood(),

@@ -287,7 +287,7 @@ def test_cnf_factory_and_likelihood_objective():
     @eqx.filter_jit
     def run(flow, moved, x):
         keys = jax.random.split(jax.random.key(3), n)
-        losses = jax.vmap(lambda k: objective.loss(moved, k, x[:4])[0])(keys)
+        losses = jax.vmap(lambda k: objective.loss(moved, k, x[:4], None, 0)[0])(keys)
         return flow.log_prob(x), moved.log_prob(x[:4]), losses
 
     lp0, lp, losses = run(flow, moved, x)
@@ -298,6 +298,6 @@ def test_cnf_factory_and_likelihood_objective():
     assert float(jnp.std(losses)) > 1e-4
     assert abs(float(jnp.mean(losses)) - exact) < 4 * float(jnp.std(losses)) / math.sqrt(n)
     with pytest.raises(TypeError, match="ContinuousFlow"):
-        objective.loss(StandardNormal((2,)), jax.random.key(0), x[:4])
+        objective.loss(StandardNormal((2,)), jax.random.key(0), x[:4], None, 0)
     with pytest.raises(ValueError, match="data"):
-        objective.loss(flow, jax.random.key(0), None)
+        objective.loss(flow, jax.random.key(0), None, None, 0)

@@ -164,7 +164,7 @@ def test_dsm_loss_of_analytic_score_is_the_known_minimum(x64, weighting, importa
     @eqx.filter_jit
     def losses(model):
         keys = jax.random.split(jax.random.key(1), 40)
-        return jax.vmap(lambda k: objective.loss(model, k, data)[0])(keys)
+        return jax.vmap(lambda k: objective.loss(model, k, data, None, 0)[0])(keys)
 
     exact = np.asarray(losses(gaussian_model(sde, eps=eps)))
     mean, se = exact.mean(), exact.std(ddof=1) / math.sqrt(exact.size)
@@ -181,7 +181,7 @@ def test_ddpm_loss_and_fit_decrease():
     data = jax.random.normal(jax.random.key(0), (512, 2)) * 0.5 + 1.0
     model = D.diffusion_model(jax.random.key(1), 2, width=16, depth=2)
     for obj in (D.DDPMLoss(D.DDPMSchedule(100)), D.DenoisingScoreMatching()):
-        _, hist = physgen.fit(
+        _, hist, _ = physgen.fit(
             jax.random.key(2),
             model,
             obj,
@@ -310,8 +310,9 @@ def test_conditional_log_prob_guidance_and_dropout(x64):
     assert xs.mean() > xs0.mean() > 0.5
     # dropout 1 trains the unconditional score only: the loss is the null-condition loss
     data = (jax.random.normal(jax.random.key(1), (256, 2)), jnp.ones((256, 1)))
-    drop_all = D.DenoisingScoreMatching(condition_dropout=1.0).loss(model, jax.random.key(2), data)
-    keep = D.DenoisingScoreMatching().loss(model, jax.random.key(2), data)
+    k2 = jax.random.key(2)
+    drop_all = D.DenoisingScoreMatching(condition_dropout=1.0).loss(model, k2, data, None, 0)
+    keep = D.DenoisingScoreMatching().loss(model, k2, data, None, 0)
     unc = D.DiffusionModel(
         sde,
         eqx.Partial(lambda t, x, c: ConditionalGaussianScore(sde)(t, x, jnp.zeros(2))),
@@ -319,11 +320,11 @@ def test_conditional_log_prob_guidance_and_dropout(x64):
         parameterisation="score",
         eps=eps,
     )
-    ref = D.DenoisingScoreMatching().loss(unc, jax.random.key(2), data[0])
+    ref = D.DenoisingScoreMatching().loss(unc, jax.random.key(2), data[0], None, 0)
     np.testing.assert_allclose(float(drop_all[0]), float(ref[0]), rtol=1e-12)
     assert float(keep[0]) != float(drop_all[0])
     with pytest.raises(ValueError, match="conditional"):
-        D.DenoisingScoreMatching().loss(model, jax.random.key(2), data[0])
+        D.DenoisingScoreMatching().loss(model, jax.random.key(2), data[0], None, 0)
 
 
 def test_errors():
@@ -353,11 +354,11 @@ def test_fit_trains_a_conditional_diffusion_model_on_pairs():
     net = VectorFieldMLP(jax.random.key(0), 1, width=32, depth=2, cond_dim=2)
     model = D.DiffusionModel(D.VPSDE(), net, 1, cond_shape=(1,))
     objective = D.DenoisingScoreMatching(condition_dropout=0.1)
-    model, _ = physgen.fit(jax.random.key(2), model, objective, data=(x, c), steps=600,
+    model, _, _ = physgen.fit(jax.random.key(2), model, objective, data=(x, c), steps=600,
                            learning_rate=3e-3, batch_size=256, progress=False)
     keys = jax.random.split(jax.random.key(3), 8)
-    matched = np.mean([float(objective.loss(model, k, (x, c))[0]) for k in keys])
-    flipped = np.mean([float(objective.loss(model, k, (x, -c))[0]) for k in keys])
+    matched = np.mean([float(objective.loss(model, k, (x, c), None, 0)[0]) for k in keys])
+    flipped = np.mean([float(objective.loss(model, k, (x, -c), None, 0)[0]) for k in keys])
     assert matched < 0.8 * flipped
     ys = np.asarray(model.sample(jax.random.key(4), (300,), jnp.ones(1)))
     assert abs(ys.mean() - 2.0) < 0.3

@@ -145,7 +145,7 @@ def test_ot_coupling_reduces_transport_cost():
 def test_flow_matching_trains_a_continuous_flow_with_exact_likelihood():
     data = MU + S * jax.random.normal(jax.random.key(0), (4000, 2))
     model = cnf(jax.random.key(1), 2, width=32, depth=2, embed_dim=8)
-    model, hist = physgen.fit(
+    model, hist, _ = physgen.fit(
         jax.random.key(2),
         model,
         FlowMatching(ot_coupling=True),
@@ -167,11 +167,11 @@ def test_flow_matching_trains_a_continuous_flow_with_exact_likelihood():
 def test_flow_matching_errors():
     data = jnp.zeros((8, 2))
     with pytest.raises(TypeError, match="ContinuousFlow"):
-        FlowMatching().loss(StandardNormal((2,)), jax.random.key(0), data)
+        FlowMatching().loss(StandardNormal((2,)), jax.random.key(0), data, None, 0)
     backward = cnf(jax.random.key(0), 2, width=4, depth=1, embed_dim=2, t0=1.0, t1=0.0)
     with pytest.raises(ValueError, match="t0"):
-        FlowMatching().loss(backward, jax.random.key(0), data)
+        FlowMatching().loss(backward, jax.random.key(0), data, None, 0)
     with pytest.raises(ValueError, match="data"):
-        FlowMatching().loss(cnf(jax.random.key(0), 2), jax.random.key(0), None)
+        FlowMatching().loss(cnf(jax.random.key(0), 2), jax.random.key(0), None, None, 0)
     with pytest.raises(ValueError, match="sigma_min"):
         LinearPath(sigma_min=1.0)

@@ -53,7 +53,7 @@ def test_new_flow_is_the_identity(name):
 def test_trained_flow_density_integrates_to_one(x64):
     data = TwoMoons().sample(jax.random.key(0), 5000)
     flow = neural_spline_flow(jax.random.key(1), 2, num_layers=4, width=32, num_bins=8)
-    flow, _ = physgen.fit(jax.random.key(2), flow, MaximumLikelihood(), data=data, steps=300,
+    flow, _, _ = physgen.fit(jax.random.key(2), flow, MaximumLikelihood(), data=data, steps=300,
                           optimizer=optax.adam(3e-3), batch_size=256, progress=False)
     lim, n = 7.0, 500
     h = 2 * lim / n

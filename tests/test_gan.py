@@ -1,4 +1,4 @@
-"""GAN: the WGAN-GP penalty, spectral normalisation, the no-density type, alternating fit."""
+"""GAN: the WGAN-GP penalty, spectral normalisation, the no-density type, training by fit."""
 
 import equinox as eqx
 import jax
@@ -13,8 +13,8 @@ from physgen.gan import (
     Critic,
     NoDensityError,
     NonSaturatingLoss,
-    fit_gan,
     gradient_penalty,
+    player_labels,
     spectral_norm_estimate,
 )
 from physgen.metrics import require_density
@@ -110,44 +110,74 @@ def test_non_saturating_loss_at_an_uninformative_critic():
     assert np.isclose(ld, 2 * np.log(2)) and np.isclose(lg, np.log(2))
 
 
-def test_fit_gan_moves_generator_to_the_data():
-    """1-D data N(3, 0.5²): 200 non-saturating GAN steps bring the sample mean from ~0 to ~3
-    and the standard deviation near 0.5."""
+def test_fit_moves_the_generator_to_the_data():
+    """1-D data N(3, 0.5²): 300 non-saturating GAN steps of fit bring the sample mean from
+    ~0 to ~3 and the standard deviation near 0.5; the critic's state comes back in the
+    training state."""
+    import optax
+
     data = 3.0 + 0.5 * jax.random.normal(jax.random.key(0), (2000, 1))
-    gan, state = eqx.nn.make_with_state(GAN)(1, 1, key=jax.random.key(1), width=16, depth=2)
+    gan = GAN(1, 1, key=jax.random.key(1), width=16, depth=2)
     before = float(jnp.mean(gan.sample(jax.random.key(2), (2000,))))
-    gan, state, hist = fit_gan(
-        jax.random.key(3),
-        gan,
-        state,
-        NonSaturatingLoss(),
-        data=data,
-        steps=200,
-        critic_steps=2,
-        batch_size=64,
-        learning_rate=3e-3,
-        chunk_size=100,
-        progress=False,
+    gan, hist, state = physgen.fit(
+        jax.random.key(3), gan, NonSaturatingLoss(), data=data, steps=300, batch_size=64,
+        optimizer=optax.adam(3e-3, b1=0.5, b2=0.9), chunk_size=100, progress=False,
     )
     after = gan.sample(jax.random.key(2), (2000,))
     assert set(hist) >= {"critic_loss", "generator_loss", "d_real", "d_fake"}
-    assert hist["critic_loss"].shape == (200,)
+    assert hist["critic_loss"].shape == (300,)
+    assert isinstance(state.objective_state, eqx.nn.State)
     assert abs(before - 3.0) > 1.5
     assert abs(float(jnp.mean(after)) - 3.0) < 0.5
     assert 0.25 < float(jnp.std(after)) < 1.0
 
 
-def test_fit_gan_stops_at_the_first_non_finite_step():
-    """A generator update that would make its parameters NaN (finite loss and gradient, NaN
-    learning rate): training stops at that step, names it, and returns the GAN from before."""
+def test_gan_loss_gives_each_player_its_own_gradient(x64):
+    """∇_critic of the objective is ∇ L_D and ∇_generator is ∇ L_G; player_labels splits
+    the two for optax.multi_transform (a frozen critic leaves the critic unchanged)."""
+    import optax
+
+    data = jax.random.normal(jax.random.key(0), (16, 2))
+    gan = GAN(2, 2, key=jax.random.key(1), width=8, depth=1)
+    loss = WGANGP(3.0)
+    state = loss.init_state(gan, jax.random.key(0))
+    key = jax.random.key(4)
+    grads = eqx.filter_grad(lambda m: loss.loss(m, key, data, state, 0)[0])(gan)
+    k_z, k_c = jax.random.split(key)
+    fake = gan.generator.sample(k_z, (16,))
+    g_d = eqx.filter_grad(lambda c: loss.critic_loss(c, state, k_c, data, fake)[0])(gan.critic)
+    g_g = eqx.filter_grad(
+        lambda g: loss.generator_loss(gan.critic, state, g.sample(k_z, (16,)))[0])(gan.generator)
+    for a, b in zip(jax.tree_util.tree_leaves((grads.critic, grads.generator)),
+                    jax.tree_util.tree_leaves((g_d, g_g)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    opt = optax.multi_transform({"critic": optax.set_to_zero(), "generator": optax.adam(1e-2)},
+                                player_labels)
+    trained, _, _ = physgen.fit(jax.random.key(5), gan, loss, data=data, steps=5, batch_size=8,
+                                optimizer=opt, progress=False)
+    assert bool(eqx.tree_equal(eqx.filter(trained.critic, eqx.is_array),
+                               eqx.filter(gan.critic, eqx.is_array)))
+    assert not eqx.tree_equal(trained.generator, gan.generator)
+
+
+def test_gan_loss_refuses_a_gan_made_with_state():
+    gan, _ = eqx.nn.make_with_state(GAN)(2, 2, key=jax.random.key(1), width=8, depth=1,
+                                         spectral_norm=True)
+    with pytest.raises(ValueError, match=r"GAN\(\.\.\.\)"):
+        NonSaturatingLoss().init_state(gan, jax.random.key(0))
+
+
+def test_fit_stops_a_gan_at_the_first_non_finite_step():
+    """An update that would make the parameters NaN (finite loss and gradient, NaN learning
+    rate): training stops at that step, names it, and returns the GAN from before."""
     import optax
 
     data = jax.random.normal(jax.random.key(0), (100, 1))
-    gan, state = eqx.nn.make_with_state(GAN)(1, 1, key=jax.random.key(1), width=8, depth=1)
-    with pytest.raises(physgen.NonFiniteLossError, match=r"GAN loss .* at step 0 ") as err:
-        fit_gan(jax.random.key(3), gan, state, NonSaturatingLoss(), data=data, steps=10,
-                batch_size=16, generator_optimizer=optax.sgd(jnp.nan), chunk_size=4,
-                progress=False)
+    gan = GAN(1, 1, key=jax.random.key(1), width=8, depth=1)
+    with pytest.raises(physgen.NonFiniteLossError, match=r"NonSaturatingLoss loss .* at step 0 ") \
+            as err:
+        physgen.fit(jax.random.key(3), gan, NonSaturatingLoss(), data=data, steps=10,
+                    batch_size=16, optimizer=optax.sgd(jnp.nan), chunk_size=4, progress=False)
     assert err.value.step == 0
     for before, after in zip(jax.tree_util.tree_leaves(eqx.filter(gan, eqx.is_array)),
                              jax.tree_util.tree_leaves(eqx.filter(err.value.model, eqx.is_array)),

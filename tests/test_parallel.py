@@ -45,12 +45,12 @@ def _compute(mesh, x64: bool, flow) -> dict:
     flow = jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, flow)
     fit_kw = dict(steps=STEPS, chunk_size=STEPS, progress=False, mesh=mesh)
     # data-free: the objective's own samples are split over the devices
-    model, hist = physgen.fit(jax.random.key(1), flow, ReverseKL(target, 64), **fit_kw)
+    model, hist, _ = physgen.fit(jax.random.key(1), flow, ReverseKL(target, 64), **fit_kw)
     out[f"rkl_params_{p}"] = _params(model)
     out[f"rkl_loss_{p}"] = hist["loss"]
     if not x64:  # data-parallel: the minibatch is split over the devices
         data = 1.0 + 0.5 * jax.random.normal(jax.random.key(2), (512, 2))
-        ml_model, _ = physgen.fit(
+        ml_model, _, _ = physgen.fit(
             jax.random.key(3), flow, MaximumLikelihood(), data=data, batch_size=64, **fit_kw
         )
         out[f"ml_params_{p}"] = _params(ml_model)

@@ -187,7 +187,7 @@ def train_flow(key, target, base, args, steps: int, batch_size: int):
     optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, steps, alpha=0.01))
     objective = ReverseKL(target, batch_size, forward_weight=1.0)
     t0 = time.perf_counter()
-    flow, history = physgen.fit(k_fit, flow, objective, steps=steps, optimizer=optimizer,
+    flow, history, _ = physgen.fit(k_fit, flow, objective, steps=steps, optimizer=optimizer,
                                 batch_size=batch_size, progress=not args.no_progress,
                                 chunk_size=min(100, steps))
     train_time = time.perf_counter() - t0

@@ -45,8 +45,8 @@ from physgen import reweighting as rw  # noqa: E402
 from physgen.distributions import DiagNormal  # noqa: E402
 from physgen.flows import neural_spline_flow, real_nvp  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
+from physgen.samplers import HMC  # noqa: E402
 from physgen.targets import ManyWell, fab_gmm40  # noqa: E402
-from physgen.training import fit_fab  # noqa: E402
 
 METHODS = ("reverse_kl", "forward_kl", "fab", "fab_buffer")
 PUBLISHED = {
@@ -139,10 +139,10 @@ def make_problem(args):
     if gmm:
         target = fab_gmm40(jax.random.key(0), scale=math.log1p(math.e))  # softplus(1), as FAB
         dim, base = 2, DiagNormal(jnp.zeros(2), jnp.full((2,), 20.0))
-        fab_kw = dict(transition="hmc", step_size=1.0)
+        fab_kw = dict(step_size=1.0)
     else:
         target, dim, base = ManyWell(args.dim), args.dim, None
-        fab_kw = dict(transition="hmc", step_size=0.3)
+        fab_kw = dict(step_size=0.3)
     interval = args.interval if args.interval is not None else (50.0 if gmm else 4.0)
 
     def flow_fn(key):
@@ -205,17 +205,22 @@ def optimizer(args, total_steps: int, offset: int = 0):
     return optax.adam(lambda t: decay(t + offset))
 
 
+def fab_objective(method, args, target, fab_kw):
+    buffered = method == "fab_buffer"
+    return FAB(
+        target,
+        args.batch,
+        transition=HMC(fab_kw["step_size"], args.leapfrog, adapt=False),
+        num_intermediate=args.num_intermediate,
+        step_size=fab_kw["step_size"],
+        buffer_size=args.buffer_size if buffered else None,
+        updates_per_ais=args.updates_per_ais,
+    )
+
+
 def train(method, args, target, flow, fab_kw, budget, key, segments):
     """Train in ``segments`` equal parts; yields ``(model, evals_so_far, seconds)``."""
     n = args.batch
-    fab = FAB(
-        target,
-        n,
-        num_intermediate=args.num_intermediate,
-        num_integration_steps=args.leapfrog,
-        **fab_kw,
-    )
-    per_ais = fab.energy_evals_per_step()
     model, state, used, t0 = flow, None, 0, time.perf_counter()
     if method in ("reverse_kl", "forward_kl"):
         seg = [max(1, budget // n // segments)] * segments  # equal parts: one compilation
@@ -224,7 +229,7 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
         for s, steps in enumerate(seg):
             kk = jax.random.fold_in(key, s)
             if method == "reverse_kl":
-                model, _ = physgen.fit(
+                model, _, _ = physgen.fit(
                     kk,
                     model,
                     ReverseKL(target, n),
@@ -234,7 +239,7 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
                     progress=False,
                 )
             else:
-                model, _ = physgen.fit(
+                model, _, _ = physgen.fit(
                     kk,
                     model,
                     MaximumLikelihood(),
@@ -248,23 +253,16 @@ def train(method, args, target, flow, fab_kw, budget, key, segments):
             used += steps * n
             yield model, used, time.perf_counter() - t0
         return
-    buffered = method == "fab_buffer"
-    fill = math.ceil((args.buffer_size // 4) / n) * per_ais if buffered else 0
-    seg = [max(1, (budget - fill) // per_ais // segments)] * segments
-    # one optimiser: its state carries on across segments (the buffer makes several updates
-    # per AIS iteration)
-    opt = optimizer(args, sum(seg) * (args.updates_per_ais if buffered else 1))
-    for s, steps in enumerate(seg):
-        model, hist, state = fit_fab(
-            jax.random.fold_in(key, s),
-            model,
-            fab,
-            steps=steps,
-            learning_rate=args.lr,
-            optimizer=opt,
-            buffer_size=args.buffer_size if buffered else None,
-            updates_per_ais=args.updates_per_ais,
-            state=state,
+    fab = fab_objective(method, args, target, fab_kw)
+    per_ais = fab.energy_evals_per_ais()
+    fill = fab.num_fill_runs() * per_ais
+    # one fit step per gradient update: with the buffer, updates_per_ais steps per AIS run
+    seg = [max(1, (budget - fill) // per_ais // segments) * fab.updates_per_ais] * segments
+    # one optimiser whose state carries on across segments
+    opt = optimizer(args, sum(seg))
+    for steps in seg:
+        model, hist, state = physgen.fit(
+            key, model, fab, steps=steps, learning_rate=args.lr, optimizer=opt, state=state,
             progress=False,
         )
         used = int(hist["cumulative_energy_evals"][-1])
@@ -329,15 +327,9 @@ def figure(path, results, target, args, samples):
 def main(argv=None):
     args = parse_args(argv)
     target, dim, flow_fn, fab_kw = make_problem(args)
-    probe = FAB(
-        target,
-        args.batch,
-        num_intermediate=args.num_intermediate,
-        num_integration_steps=args.leapfrog,
-        **fab_kw,
-    )
-    per_ais = probe.energy_evals_per_step()
-    fill = math.ceil((args.buffer_size // 4) / args.batch) * per_ais
+    probe = fab_objective("fab_buffer", args, target, fab_kw)
+    per_ais = probe.energy_evals_per_ais()
+    fill = probe.num_fill_runs() * per_ais
     budget = fill + args.steps * per_ais
     print(
         f"target={args.target} dim={dim} log Z={target.log_Z():.6f} budget={budget} "

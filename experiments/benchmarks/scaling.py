@@ -140,7 +140,7 @@ def run_worker(args, num_devices: int) -> dict:
             )
 
         def train(b=b):
-            m, _ = physgen.fit(
+            m, _, _ = physgen.fit(
                 jax.random.fold_in(key, 2),
                 flow,
                 ReverseKL(target, b),

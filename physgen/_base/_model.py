@@ -47,16 +47,19 @@ class AbstractExactDensity(AbstractModel):
 
     ``log_prob(x)``: ``(*batch, *shape)`` -> ``(*batch,)``;
     ``sample_and_log_prob(key, sample_shape)``: draws and their log densities at once.
+    Both take ``batch_size=``: that many examples at a time, the same values.
     """
 
     cond_shape: eqx.AbstractVar[Shape | None]
 
     @abc.abstractmethod
-    def log_prob(self, x: Array, condition: Array | None = None) -> Array: ...
+    def log_prob(self, x: Array, condition: Array | None = None, *,
+                 batch_size: int | None = None) -> Array: ...
 
     @abc.abstractmethod
     def sample_and_log_prob(
-        self, key: Key, sample_shape: Shape = (), condition: Array | None = None
+        self, key: Key, sample_shape: Shape = (), condition: Array | None = None, *,
+        batch_size: int | None = None,
     ) -> tuple[Array, Array]: ...
 
 

@@ -37,12 +37,14 @@ class BoltzmannGenerator(eqx.Module):
             )
 
     def sample_and_log_weights(
-        self, key: Key, num_samples: int, *, mesh: jax.sharding.Mesh | None = None
+        self, key: Key, num_samples: int, *, batch_size: int | None = None,
+        mesh: jax.sharding.Mesh | None = None,
     ) -> tuple[Array, Array]:
         """``x ~ q``, ``(num_samples, *event_shape)``, and ``log w = -βE(x) - log q(x)``,
-        ``(num_samples,)``; split over ``mesh`` (``num_samples`` divisible by its size)."""
+        ``(num_samples,)``; ``batch_size`` samples at a time (same values, memory for one
+        batch), split over ``mesh`` (``num_samples`` divisible by its size)."""
         if mesh is None:
-            return _sample_and_log_weights(self, key, num_samples, None)
+            return _sample_and_log_weights(self, key, num_samples, batch_size, None)
         if not isinstance(mesh, jax.sharding.Mesh):
             raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
         if num_samples % mesh.size:
@@ -50,20 +52,24 @@ class BoltzmannGenerator(eqx.Module):
                 f"num_samples={num_samples} cannot be split over the {mesh.size} devices of "
                 f"the mesh: use a multiple of {mesh.size}"
             )
-        return _sharded_sample_and_log_weights(self, key, num_samples, mesh)
+        return _sharded_sample_and_log_weights(self, key, num_samples, batch_size, mesh)
 
 
-def _sample_and_log_weights(bg: BoltzmannGenerator, key, num_samples, sharding):
-    x, log_q = bg.model.sample_and_log_prob(key, (num_samples,))
+def _sample_and_log_weights(bg: BoltzmannGenerator, key, num_samples, batch_size, sharding):
+    x, log_q = bg.model.sample_and_log_prob(key, (num_samples,), batch_size=batch_size)
     if sharding is not None:
         x = jax.lax.with_sharding_constraint(x, sharding)
         log_q = jax.lax.with_sharding_constraint(log_q, sharding)
-    log_w = jax.vmap(bg.target.log_density)(x) - log_q
+    if batch_size is None:
+        log_p = jax.vmap(bg.target.log_density)(x)
+    else:
+        log_p = jax.lax.map(bg.target.log_density, x, batch_size=batch_size)
+    log_w = log_p - log_q
     if sharding is not None:
         log_w = jax.lax.with_sharding_constraint(log_w, sharding)
     return x, log_w
 
 
 @eqx.filter_jit
-def _sharded_sample_and_log_weights(bg, key, num_samples, mesh):
-    return _sample_and_log_weights(bg, key, num_samples, batch_sharding(mesh))
+def _sharded_sample_and_log_weights(bg, key, num_samples, batch_size, mesh):
+    return _sample_and_log_weights(bg, key, num_samples, batch_size, batch_sharding(mesh))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from .._base import AbstractDataObjective, Key, Scalar, check_event_shape
 from ._ddpm import DDPMSchedule
 from ._model import DiffusionModel
 
@@ -131,11 +131,14 @@ class DenoisingScoreMatching(AbstractDataObjective):
         eps_hat = model.noise_prediction(t, xt, cond, drop=drop)
         return weight * jnp.sum((eps_hat - z) ** 2)
 
-    def loss(self, model, key: Key, batch) -> tuple[Scalar, dict[str, Scalar]]:
+    def init_state(self, model, key: Key) -> None:
+        return None
+
+    def loss(self, model, key: Key, batch, state, step) -> tuple[Scalar, dict[str, Scalar], None]:
         x, cond = _split_batch(model, batch, "DenoisingScoreMatching")
         per = _map_examples(lambda k, xi, ci: self._single(model, k, xi, ci), key, x, cond)
         loss = jnp.mean(per)
-        return loss, {"dsm": loss}
+        return loss, {"dsm": loss}, state
 
 
 class DDPMLoss(AbstractDataObjective):
@@ -167,10 +170,13 @@ class DDPMLoss(AbstractDataObjective):
         eps_hat = model.noise_prediction(t, xn, cond, drop=drop)
         return jnp.sum((eps_hat - z) ** 2)
 
-    def loss(self, model, key: Key, batch: Array) -> tuple[Scalar, dict[str, Scalar]]:
+    def init_state(self, model, key: Key) -> None:
+        return None
+
+    def loss(self, model, key: Key, batch, state, step) -> tuple[Scalar, dict[str, Scalar], None]:
         x, cond = _split_batch(model, batch, "DDPMLoss")
         if model.parameterisation != "epsilon":
             raise ValueError("DDPMLoss needs a noise-prediction model (parameterisation='epsilon')")
         per = _map_examples(lambda k, xi, ci: self._single(model, k, xi, ci), key, x, cond)
         loss = jnp.mean(per)
-        return loss, {"ddpm": loss}
+        return loss, {"ddpm": loss}, state

@@ -67,7 +67,7 @@ def ddpm_sample(
         x, _ = jax.lax.scan(body, x, (steps, noise))
         return x
 
-    return model._batched(single, key, sample_shape, condition)
+    return model._batched(single, key, sample_shape, condition, None)
 
 
 def _levy_area(solver):
@@ -154,7 +154,7 @@ def reverse_sde_sample(
         )
         return jnp.reshape(y, shape)
 
-    return model._batched(single, key, sample_shape, condition)
+    return model._batched(single, key, sample_shape, condition, None)
 
 
 def simulate_forward(

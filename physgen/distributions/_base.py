@@ -12,6 +12,26 @@ import jax.numpy as jnp
 from .._base import AbstractExactDensity, Array, Key, Scalar, Shape, check_event_shape
 
 
+def _map(fn, args: tuple, batch_size: int | None):
+    """``fn`` over the leading axis of every array of ``args``: all at once (``vmap``), or
+    ``batch_size`` at a time (``lax.map``: the same values, memory for one batch only)."""
+    if batch_size is None:
+        return jax.vmap(fn)(*args)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch_size)
+
+
+def _check_sample_shape(sample_shape) -> tuple[int, ...]:
+    try:
+        out = tuple(int(s) for s in sample_shape)
+    except TypeError:
+        raise TypeError(f"sample_shape must be a tuple of ints, got {sample_shape!r}") from None
+    if any(s < 0 for s in out) or out != tuple(sample_shape):
+        raise ValueError(f"sample_shape must hold non-negative ints, got {sample_shape!r}")
+    return out
+
+
 def _merge_batch(x, event_ndim):
     batch_shape = x.shape[: x.ndim - event_ndim]
     return x.reshape((math.prod(batch_shape),) + x.shape[x.ndim - event_ndim :]), batch_shape
@@ -27,6 +47,10 @@ class AbstractDistribution(AbstractExactDensity):
     - ``log_prob(x)``: ``x`` of shape ``(*batch, *shape)`` -> ``(*batch,)``.
     - ``sample(key, sample_shape)``: -> ``(*sample_shape, *shape)``.
     - ``sample_and_log_prob(key, sample_shape)``: both at once (cheaper for flows).
+
+    Each takes ``batch_size=``: evaluate that many examples at a time (``lax.map``), for
+    requests whose intermediate values would not fit in memory at once; the values are the
+    same as without it.
 
     A ``condition`` of shape ``cond_shape`` is shared by all samples; one of shape
     ``(*batch, *cond_shape)`` is matched example by example.
@@ -56,7 +80,8 @@ class AbstractDistribution(AbstractExactDensity):
             raise ValueError(f"this distribution needs a condition of shape {self.cond_shape}")
         check_event_shape(condition, self.cond_shape, "condition")
 
-    def log_prob(self, x: Array, condition: Array | None = None) -> Array:
+    def log_prob(self, x: Array, condition: Array | None = None, *,
+                 batch_size: int | None = None) -> Array:
         """``log p(x)`` for ``x`` of shape ``(*batch, *shape)``; returns shape ``batch``."""
         x = jnp.asarray(x)
         check_event_shape(x, self.shape, "x")
@@ -66,16 +91,16 @@ class AbstractDistribution(AbstractExactDensity):
             return self._log_prob(x, condition)
         flat, batch_shape = _merge_batch(x, ndim)
         if condition is None or condition.ndim == len(self.cond_shape):
-            lp = jax.vmap(lambda xi: self._log_prob(xi, condition))(flat)
+            lp = _map(lambda xi: self._log_prob(xi, condition), (flat,), batch_size)
         else:
             cond = jnp.broadcast_to(condition, batch_shape + tuple(self.cond_shape))
             cflat, _ = _merge_batch(cond, len(self.cond_shape))
-            lp = jax.vmap(self._log_prob)(flat, cflat)
+            lp = _map(self._log_prob, (flat, cflat), batch_size)
         return lp.reshape(batch_shape)
 
-    def _batched(self, fn, key, sample_shape, condition):
+    def _batched(self, fn, key, sample_shape, condition, batch_size):
         self._check_condition(condition)
-        sample_shape = tuple(sample_shape)
+        sample_shape = _check_sample_shape(sample_shape)
         n = math.prod(sample_shape)
         if condition is not None and condition.ndim > len(self.cond_shape):
             lead = condition.shape[: condition.ndim - len(self.cond_shape)]
@@ -86,19 +111,19 @@ class AbstractDistribution(AbstractExactDensity):
                 )
             cond = jnp.broadcast_to(condition, sample_shape + tuple(self.cond_shape))
             cflat, _ = _merge_batch(cond, len(self.cond_shape))
-            keys = jax.random.split(key, n)
-            out = jax.vmap(fn)(keys, cflat)
+            out = _map(fn, (jax.random.split(key, n), cflat), batch_size)
         else:
-            keys = jax.random.split(key, n)
-            out = jax.vmap(lambda k: fn(k, condition))(keys)
+            out = _map(lambda k: fn(k, condition), (jax.random.split(key, n),), batch_size)
         return jax.tree_util.tree_map(lambda a: a.reshape(sample_shape + a.shape[1:]), out)
 
-    def sample(self, key: Key, sample_shape: Shape = (), condition: Array | None = None) -> Array:
+    def sample(self, key: Key, sample_shape: Shape = (), condition: Array | None = None, *,
+               batch_size: int | None = None) -> Array:
         """Draw samples of shape ``(*sample_shape, *shape)``."""
-        return self._batched(self._sample, key, sample_shape, condition)
+        return self._batched(self._sample, key, sample_shape, condition, batch_size)
 
     def sample_and_log_prob(
-        self, key: Key, sample_shape: Shape = (), condition: Array | None = None
+        self, key: Key, sample_shape: Shape = (), condition: Array | None = None, *,
+        batch_size: int | None = None,
     ) -> tuple[Array, Array]:
         """Samples ``(*sample_shape, *shape)`` and their log densities ``(*sample_shape,)``."""
-        return self._batched(self._sample_and_log_prob, key, sample_shape, condition)
+        return self._batched(self._sample_and_log_prob, key, sample_shape, condition, batch_size)

@@ -55,7 +55,10 @@ class FlowMatching(AbstractDataObjective):
         self.ot_epsilon = float(ot_epsilon)
         self.ot_iters = int(ot_iters)
 
-    def loss(self, model, key: Key, batch: Array) -> tuple[Scalar, dict[str, Scalar]]:
+    def init_state(self, model, key: Key) -> None:
+        return None
+
+    def loss(self, model, key: Key, batch, state, step) -> tuple[Scalar, dict[str, Scalar], None]:
         if batch is None:
             raise ValueError("FlowMatching needs data: pass data=... to fit")
         flow = check_continuous_model(model, "FlowMatching")
@@ -70,7 +73,7 @@ class FlowMatching(AbstractDataObjective):
         if self.ot_coupling:
             x0, x1 = ot_coupling(k_ot, x0, x1, epsilon=self.ot_epsilon, num_iters=self.ot_iters)
         t = jax.random.uniform(k_t, (n,), x1.dtype, minval=self.path.t_min, maxval=flow.t1)
-        return flow_matching_loss(flow.vector_field, self.path, t, x0, x1)
+        return (*flow_matching_loss(flow.vector_field, self.path, t, x0, x1), state)
 
 
 def flow_matching_loss(vector_field, path, t: Array, x0: Array, x1: Array):

@@ -1,6 +1,6 @@
 """Normalizing-flow factories returning :class:`~physgen.distributions.Transformed`."""
 
-from ._continuous import cnf as cnf
+from ._continuous import cnf as cnf, with_tolerances as with_tolerances
 from ._factories import (
     masked_autoregressive_flow as masked_autoregressive_flow,
     neural_spline_flow as neural_spline_flow,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 
 import diffrax
+import equinox as eqx
 
 from .._base import Key, Shape
 from ..bijections import ContinuousFlow
+from ..diffusion import DiffusionModel
 from ..distributions import AbstractDistribution, StandardNormal, Transformed
 from ..nn import VectorFieldMLP
 
@@ -91,3 +93,28 @@ def check_continuous_model(model, who: str) -> ContinuousFlow:
     if model.bijection.cond_shape is not None:
         raise ValueError(f"{who} trains unconditional flows (cond_shape=None)")
     return model.bijection
+
+
+def with_tolerances(model, rtol: float, atol: float):
+    """The same ODE model, solved with an adaptive ``diffrax.PIDController(rtol, atol)``.
+
+    ``model``: a :class:`~physgen.bijections.ContinuousFlow`, a ``Transformed`` holding one
+    (e.g. :func:`cnf`), or a :class:`~physgen.diffusion.DiffusionModel` (its probability-flow
+    ODE). Typical use: train with loose tolerances, evaluate likelihoods with tight ones.
+    """
+    if not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be positive, got {rtol}, {atol}")
+    if isinstance(model, DiffusionModel):
+        return eqx.tree_at(lambda m: (m.rtol, m.atol), model, (float(rtol), float(atol)))
+    flow = model.bijection if isinstance(model, Transformed) else model
+    if not isinstance(flow, ContinuousFlow):
+        raise TypeError(
+            "with_tolerances takes a ContinuousFlow, a Transformed holding one or a "
+            f"DiffusionModel, got {type(model).__name__}"
+        )
+    if flow.dt0 is not None:
+        raise ValueError("this flow takes fixed steps (dt0); tolerances do not apply")
+    controller = diffrax.PIDController(rtol=float(rtol), atol=float(atol))
+    if flow is model:
+        return eqx.tree_at(lambda f: f.stepsize_controller, model, controller)
+    return eqx.tree_at(lambda m: m.bijection.stepsize_controller, model, controller)

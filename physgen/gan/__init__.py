@@ -1,13 +1,13 @@
 """Generative adversarial networks: samplers without density (no ``log_prob``, no
-reweighting), trained by alternating critic and generator updates (:func:`fit_gan`)."""
+reweighting), trained by :func:`physgen.fit` with a GAN loss (both players in one step)."""
 
 from .._base import AbstractImplicitModel as AbstractImplicitModel, NoDensityError as NoDensityError
-from ._fit import fit_gan as fit_gan
 from ._losses import (
     WGANGP as WGANGP,
     AbstractGANLoss as AbstractGANLoss,
     NonSaturatingLoss as NonSaturatingLoss,
     gradient_penalty as gradient_penalty,
+    player_labels as player_labels,
 )
 from ._modules import (
     GAN as GAN,

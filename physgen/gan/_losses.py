@@ -9,8 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._base import Array, Key, Scalar
-from ._modules import Critic, critic_batch
+from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from ._modules import GAN, Critic, critic_batch
 
 
 def gradient_penalty(
@@ -28,11 +28,26 @@ def gradient_penalty(
     return jnp.mean((norm - 1.0) ** 2)
 
 
-class AbstractGANLoss(eqx.Module):
-    """The two losses of a GAN, minimised alternately by :func:`physgen.gan.fit_gan`.
+class AbstractGANLoss(AbstractDataObjective):
+    """A GAN's two losses as one objective of :func:`physgen.fit` on a :class:`GAN`.
 
-    ``critic_loss(critic, state, key, real, fake) -> (loss, (state, aux))`` and
-    ``generator_loss(critic, state, fake) -> (loss, aux)``; ``real``, ``fake``: ``(B, d)``.
+    Concrete classes give ``critic_loss(critic, state, key, real, fake) -> (loss, (state,
+    aux))`` and ``generator_loss(critic, state, fake) -> (loss, aux)`` (``real``, ``fake``:
+    ``(B, d)``). ``fit`` minimises
+
+    ``L = L_D(D, sg(G)) + L_G(sg(D), G)``  (``sg``: stop-gradient),
+
+    whose gradient is ``∇_D L_D`` for the critic's parameters and ``∇_G L_G`` for the
+    generator's: one step updates both players simultaneously, from the same parameters,
+    each down its own loss. The printed ``loss`` is that sum; ``critic_loss`` and
+    ``generator_loss`` are reported apart. To give the players different optimisers (e.g.
+    the two-time-scale rule, a faster critic), pass ``optax.multi_transform({"critic": ...,
+    "generator": ...}, physgen.gan.player_labels)`` as ``fit``'s optimiser.
+
+    The objective's state is the critic's ``eqx.nn.State`` (spectral-norm vectors), made by
+    ``init_state`` from a GAN built with ``GAN(...)``; ``fit`` returns it as
+    ``state.objective_state``. Each step draws ``B`` generator samples for the ``B`` data
+    rows of the minibatch.
     """
 
     @abc.abstractmethod
@@ -40,6 +55,41 @@ class AbstractGANLoss(eqx.Module):
 
     @abc.abstractmethod
     def generator_loss(self, critic: Critic, state, fake: Array): ...
+
+    def init_state(self, model, key: Key) -> eqx.nn.State:
+        if not isinstance(model, GAN):
+            raise TypeError(f"{type(self).__name__} trains a GAN, got {type(model).__name__}")
+        try:
+            return eqx.nn.State(model)
+        except ValueError:
+            raise ValueError(
+                f"{type(self).__name__} makes the critic's state itself: build the model with "
+                "GAN(...), not eqx.nn.make_with_state(GAN)(...)"
+            ) from None
+
+    def loss(self, model, key: Key, batch, state, step):
+        if batch is None or isinstance(batch, (tuple, list)):
+            raise ValueError(f"{type(self).__name__} needs unconditional data: pass data=... "
+                             "(N, d) to fit")
+        check_event_shape(batch, model.shape, "data batch")
+        # an eqx.nn.State may be used once; fit keeps the one it passes in (to undo a bad step)
+        state = jax.tree_util.tree_map(lambda a: a, state)
+        k_z, k_c = jax.random.split(key)
+        fake = model.generator.sample(k_z, (batch.shape[0],)).astype(batch.dtype)
+        lc, (state, aux) = self.critic_loss(model.critic, state, k_c, batch,
+                                            jax.lax.stop_gradient(fake))
+        params, static = eqx.partition(model.critic, eqx.is_inexact_array)
+        frozen = eqx.combine(jax.lax.stop_gradient(params), static)
+        lg, aux_g = self.generator_loss(frozen, state, fake)
+        return lc + lg, {"critic_loss": lc, "generator_loss": lg, **aux, **aux_g}, state
+
+
+def player_labels(params) -> GAN:
+    """``"critic"`` on every leaf of a GAN's critic and ``"generator"`` on the others: the
+    ``param_labels`` of ``optax.multi_transform`` for separate optimisers per player."""
+    labels = jax.tree_util.tree_map(lambda _: "generator", params)
+    return eqx.tree_at(lambda g: g.critic, labels,
+                       jax.tree_util.tree_map(lambda _: "critic", params.critic))
 
 
 class NonSaturatingLoss(AbstractGANLoss):

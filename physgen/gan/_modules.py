@@ -124,10 +124,9 @@ def spectral_norm_estimate(layer: eqx.nn.SpectralNorm, state: eqx.nn.State) -> S
 
 class GAN(AbstractImplicitModel):
     """A generator and its critic (Goodfellow et al. 2014). Samples come from the generator;
-    there is no density (:class:`AbstractImplicitModel`). Train with
-    :func:`physgen.gan.fit_gan`.
-
-    ``gan, state = eqx.nn.make_with_state(GAN)(data_dim, latent_dim, key=key, ...)``.
+    there is no density (:class:`AbstractImplicitModel`). Build with ``GAN(data_dim,
+    latent_dim, key=key, ...)`` and train with :func:`physgen.fit` and a GAN loss
+    (:class:`NonSaturatingLoss`, :class:`WGANGP`), which keeps the critic's state.
     """
 
     generator: Generator

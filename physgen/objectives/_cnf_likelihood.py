@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from .._base import AbstractDataObjective, Key, Scalar, check_event_shape
 from ..flows._continuous import check_continuous_model
 
 
@@ -25,7 +25,10 @@ class CNFMaximumLikelihood(AbstractDataObjective):
     def __init__(self):
         pass
 
-    def loss(self, model, key: Key, batch: Array) -> tuple[Scalar, dict[str, Scalar]]:
+    def init_state(self, model, key: Key) -> None:
+        return None
+
+    def loss(self, model, key: Key, batch, state, step) -> tuple[Scalar, dict[str, Scalar], None]:
         if batch is None:
             raise ValueError("CNFMaximumLikelihood needs data: pass data=... to fit")
         flow = check_continuous_model(model, "CNFMaximumLikelihood")
@@ -35,4 +38,4 @@ class CNFMaximumLikelihood(AbstractDataObjective):
         keys = jax.random.split(key, batch.shape[0])
         z, ld = jax.vmap(flow.inverse_and_log_det_estimate)(batch, keys)
         nll = -jnp.mean(model.base.log_prob(z) + ld)
-        return nll, {"nll": nll}
+        return nll, {"nll": nll}, state

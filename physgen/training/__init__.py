@@ -1,5 +1,5 @@
-"""Training (``fit``; ``fit_fab`` for FAB with its replay buffer) and checkpoints
-(``save``/``load``)."""
+"""Training: :func:`fit`, the one training loop, its resumable :class:`TrainState`, and
+checkpoints (``save``/``load``; ``load_state`` to continue a run)."""
 
 from ._checkpoint import (
     CheckpointError as CheckpointError,
@@ -7,6 +7,5 @@ from ._checkpoint import (
     load_metadata as load_metadata,
     save as save,
 )
-from ._fit import fit as fit
-from ._fit_fab import FABState as FABState, fit_fab as fit_fab
+from ._fit import TrainState as TrainState, fit as fit, load_state as load_state
 from ._loop import NonFiniteLossError as NonFiniteLossError

@@ -8,9 +8,10 @@ File layout::
                                   payload length and SHA-256
     <payload>                     eqx.tree_serialise_leaves bytes (numpy .npy, no pickle)
 
-The structure of the model is not stored (Equinox modules hold code); ``load`` needs a model
-``like`` of the same structure, which the user rebuilds from the hyperparameters stored in
-``metadata`` (see :func:`load_metadata`).
+The payload holds the model's leaves, then (for checkpoints written by ``fit``) those of the
+training state. The structure of the model is not stored (Equinox modules hold code);
+``load`` needs a model ``like`` of the same structure, which the user rebuilds from the
+hyperparameters stored in ``metadata`` (see :func:`load_metadata`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class CheckpointError(ValueError):
 def _leaf_specs(tree) -> list[dict[str, Any]]:
     specs = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if eqx.is_array(leaf):
+        if eqx.is_array(leaf) or isinstance(leaf, jax.ShapeDtypeStruct):
             specs.append(
                 {
                     "path": jax.tree_util.keystr(path),
@@ -52,23 +53,29 @@ def _leaf_specs(tree) -> list[dict[str, Any]]:
     return specs
 
 
-def save(path: str | os.PathLike, model, metadata: dict[str, Any] | None = None) -> Path:
+def save(path: str | os.PathLike, model, metadata: dict[str, Any] | None = None, *,
+         state=None) -> Path:
     """Write ``model``'s arrays and JSON-able ``metadata`` to ``path`` atomically.
 
-    The file is written to a temporary file in the same directory, flushed, fsynced and
-    renamed over ``path``, so an interrupted save never destroys an earlier checkpoint.
-    Refuses a model holding NaN or inf.
+    ``state`` (a :class:`~physgen.training.TrainState`, as :func:`physgen.fit` saves) is
+    written after the model, so that :func:`load` reads the model alone and
+    :func:`~physgen.training.load_state` both. The file is written to a temporary file in
+    the same directory, flushed, fsynced and renamed over ``path``, so an interrupted save
+    never destroys an earlier checkpoint. Refuses a model holding NaN or inf.
     """
     path = Path(path)
     check_finite_tree(model, "model to save")
     buf = io.BytesIO()
     eqx.tree_serialise_leaves(buf, model)
+    if state is not None:
+        eqx.tree_serialise_leaves(buf, state)
     payload = buf.getvalue()
     header = {
         "format_version": FORMAT_VERSION,
         "physgen_version": __version__,
         "metadata": metadata or {},
         "leaves": _leaf_specs(model),
+        "state_leaves": None if state is None else _leaf_specs(state),
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
     }
@@ -133,29 +140,43 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return header["metadata"]
 
 
-def load(path: str | os.PathLike, like):
-    """Load the arrays saved at ``path`` into a model with the structure of ``like``.
-
-    Raises :class:`CheckpointError` if the file is truncated or corrupt, or if its leaves'
-    shapes and dtypes differ from ``like``'s (naming the first mismatching leaf).
-    """
-    path = Path(path)
-    header, payload = _read(path)
-    saved, expected = header["leaves"], _leaf_specs(like)
+def _check_leaves(path, saved, expected, what):
     if len(saved) != len(expected):
         raise CheckpointError(
-            f"{path} holds {len(saved)} arrays but the model given has {len(expected)}: "
-            "rebuild the model with the hyperparameters in load_metadata(path)"
+            f"{path} holds {len(saved)} arrays of {what} but the {what} given has "
+            f"{len(expected)}: rebuild it with the hyperparameters in load_metadata(path)"
         )
     for s, e in zip(saved, expected, strict=True):
         if s["shape"] != e["shape"] or s["dtype"] != e["dtype"]:
             raise CheckpointError(
-                f"{path}: leaf {e['path']} has shape {tuple(s['shape'])} {s['dtype']} in the "
-                f"file but {tuple(e['shape'])} {e['dtype']} in the model given"
+                f"{path}: leaf {e['path']} of the {what} has shape {tuple(s['shape'])} "
+                f"{s['dtype']} in the file but {tuple(e['shape'])} {e['dtype']} in the "
+                f"{what} given"
             )
-    model = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+
+
+def load(path: str | os.PathLike, like, *, state_like=None):
+    """Load the model saved at ``path`` into a model with the structure of ``like``.
+
+    With ``state_like`` (a training state of the structure saved, e.g. built by
+    :func:`~physgen.training.load_state`) returns ``(model, state)``.
+
+    Raises :class:`CheckpointError` if the file is truncated or corrupt, if its leaves'
+    shapes and dtypes differ from ``like``'s (naming the first mismatching leaf), or if a
+    state is asked of a file that holds none.
+    """
+    path = Path(path)
+    header, payload = _read(path)
+    _check_leaves(path, header["leaves"], _leaf_specs(like), "model")
+    f = io.BytesIO(payload)
+    model = eqx.tree_deserialise_leaves(f, like)
     check_finite_tree(model, "loaded model")
-    return model
+    if state_like is None:
+        return model
+    if header.get("state_leaves") is None:
+        raise CheckpointError(f"{path} holds a model but no training state (saved outside fit)")
+    _check_leaves(path, header["state_leaves"], _leaf_specs(state_like), "training state")
+    return model, eqx.tree_deserialise_leaves(f, state_like)
 
 
 __all__ = ["CheckpointError", "load", "load_metadata", "save"]

@@ -6,12 +6,7 @@ from ._base import (
     diag_gaussian_log_prob as diag_gaussian_log_prob,
     gaussian_kl as gaussian_kl,
 )
-from ._objectives import (
-    ELBO as ELBO,
-    IWAE as IWAE,
-    fit_annealed as fit_annealed,
-    kl_annealing_schedule as kl_annealing_schedule,
-)
+from ._objectives import ELBO as ELBO, IWAE as IWAE
 from ._vae import (
     VAE as VAE,
     AbstractDecoder as AbstractDecoder,
