@@ -41,8 +41,12 @@ from physgen.flows import (  # noqa: E402
     neural_spline_flow,
     real_nvp,
 )
-from physgen.objectives import MaximumLikelihood, MixedKL, ReverseKL  # noqa: E402
-from physgen.objectives._cnf_likelihood import CNFMaximumLikelihood  # noqa: E402
+from physgen.objectives import (  # noqa: E402
+    CNFMaximumLikelihood,  # noqa: E402
+    MaximumLikelihood,
+    MixedKL,
+    ReverseKL,
+)
 from physgen.samplers import HMC, run_mcmc  # noqa: E402
 from physgen.targets import DoubleWell  # noqa: E402
 

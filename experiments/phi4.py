@@ -41,10 +41,10 @@ from physgen import (
     reweighting as rw,  # noqa: E402
 )
 from physgen.distributions import Z2Symmetrized  # noqa: E402
-from physgen.flows._lattice import lattice_flow  # noqa: E402
+from physgen.flows import lattice_flow  # noqa: E402
 from physgen.objectives import ReverseKL  # noqa: E402
 from physgen.samplers import HMC, NUTS, FlowIndependenceMetropolis, run_mcmc  # noqa: E402
-from physgen.targets._phi4 import ALBERGO_ENSEMBLES, Phi4  # noqa: E402
+from physgen.targets import ALBERGO_ENSEMBLES, Phi4  # noqa: E402
 
 ENSEMBLES = {
     **ALBERGO_ENSEMBLES,

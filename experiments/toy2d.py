@@ -37,8 +37,10 @@ import physgen  # noqa: E402
 from physgen.datasets import DATASETS, get_dataset  # noqa: E402
 from physgen.flow_matching import FlowMatching  # noqa: E402
 from physgen.flows import cnf, neural_spline_flow, real_nvp  # noqa: E402
-from physgen.objectives import MaximumLikelihood  # noqa: E402
-from physgen.objectives._cnf_likelihood import CNFMaximumLikelihood  # noqa: E402
+from physgen.objectives import (
+    CNFMaximumLikelihood,  # noqa: E402
+    MaximumLikelihood,  # noqa: E402
+)
 
 log_prob = eqx.filter_jit(lambda model, x: model.log_prob(x))
 
