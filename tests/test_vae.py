@@ -16,8 +16,8 @@ from physgen.vae import (
     IWAE,
     VAE,
     BernoulliDecoder,
+    DiagonalGaussianNet,
     GaussianDecoder,
-    GaussianEncoder,
     bernoulli_vae,
     diag_gaussian_log_prob,
     gaussian_kl,
@@ -56,7 +56,7 @@ def _linear_vae():
     imperfect encoder (shrunk mean map, wider variance) so that the bounds are strict."""
     key = jax.random.key(0)
     ke, kd = jax.random.split(key)
-    enc = GaussianEncoder(2, 2, key=ke, depth=0, min_log_var=None)
+    enc = DiagonalGaussianNet(2, 2, key=ke, depth=0, min_log_var=None)
     dec = GaussianDecoder(2, 2, key=kd, depth=0, min_log_var=None)
     post_cov = np.linalg.inv(np.eye(2) + W.T @ W / S2)
     m_exact = post_cov @ W.T / S2  # posterior mean = m_exact (x - b)
@@ -219,6 +219,6 @@ def test_sampling_helpers_and_bernoulli(x64):
     assert bv.decoder.sample(jax.random.key(5), z).shape == (4,)
     with pytest.raises(ValueError, match="dimensions must match"):
         VAE(
-            GaussianEncoder(3, 2, key=jax.random.key(0)),
+            DiagonalGaussianNet(3, 2, key=jax.random.key(0)),
             GaussianDecoder(4, 2, key=jax.random.key(0)),
         )

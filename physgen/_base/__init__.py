@@ -5,6 +5,8 @@ nothing else of physgen."""
 from ._checks import (
     check_event_shape as check_event_shape,
     check_finite_tree as check_finite_tree,
+    check_int as check_int,
+    check_output_shape as check_output_shape,
     check_single_example as check_single_example,
 )
 from ._estimate import Estimate as Estimate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,3 +49,26 @@ def check_finite_tree(tree, what: str = "model") -> None:
                     f"{what} has non-finite parameters: {int(bad.sum())} of {arr.size} "
                     f"entries of {what}{name} are NaN or inf"
                 )
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """``value`` as an int, or ``ValueError`` unless it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_output_shape(fn, args: tuple, expected, what: str) -> None:
+    """Raise ``ValueError`` unless ``fn(*args)`` (evaluated abstractly; ``args`` may be
+    ``jax.ShapeDtypeStruct``) returns an array of shape ``expected``; ``what`` names ``fn``
+    and how it is called, e.g. ``"vector_field v(t, x, condition)"``."""
+    shapes = tuple(None if a is None else tuple(jnp.shape(a)) for a in args)
+    try:
+        out = eqx.filter_eval_shape(fn, *args)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{what} cannot be called with inputs of shapes {shapes}: {e}") from e
+    if getattr(out, "shape", None) != tuple(expected):
+        raise ValueError(
+            f"{what} maps inputs of shapes {shapes} to {getattr(out, 'shape', out)}; it must "
+            f"return shape {tuple(expected)}"
+        )

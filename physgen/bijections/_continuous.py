@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._base import Array, Key, Scalar, Shape
+from .._base import Array, Key, Scalar, Shape, check_output_shape
 from ._base import AbstractBijection
 from ._utils import as_shape, check_inputs
 
@@ -150,18 +150,8 @@ class ContinuousFlow(AbstractBijection):
         # The field must map one example of `shape` to `shape`: checked now, not mid-solve.
         x_spec = jax.ShapeDtypeStruct(shape, jnp.result_type(float))
         c_spec = None if cond_shape is None else jax.ShapeDtypeStruct(cond_shape, x_spec.dtype)
-        try:
-            out = eqx.filter_eval_shape(vector_field, jnp.zeros(()), x_spec, c_spec)
-        except (ValueError, TypeError) as e:
-            raise ValueError(
-                f"vector_field cannot be called as v(t, x, condition) with x of shape {shape} "
-                f"and condition of shape {cond_shape}: {e}"
-            ) from e
-        if getattr(out, "shape", None) != shape:
-            raise ValueError(
-                f"vector_field maps x of shape {shape} to {getattr(out, 'shape', out)}; "
-                f"dx/dt must have the shape of x, {shape}"
-            )
+        check_output_shape(vector_field, (jnp.zeros(()), x_spec, c_spec), shape,
+                           "vector_field v(t, x, condition)")
         self.vector_field = vector_field
         self.solver = solver
         self.stepsize_controller = stepsize_controller

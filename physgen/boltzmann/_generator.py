@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 
 from .._base import AbstractExactDensity, Array, Key, require_density
-from ..parallel._mesh import batch_sharding
+from ..parallel._mesh import batch_sharding, check_mesh
 from ..targets._base import AbstractTarget
 
 
@@ -45,13 +45,7 @@ class BoltzmannGenerator(eqx.Module):
         batch), split over ``mesh`` (``num_samples`` divisible by its size)."""
         if mesh is None:
             return _sample_and_log_weights(self, key, num_samples, batch_size, None)
-        if not isinstance(mesh, jax.sharding.Mesh):
-            raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
-        if num_samples % mesh.size:
-            raise ValueError(
-                f"num_samples={num_samples} cannot be split over the {mesh.size} devices of "
-                f"the mesh: use a multiple of {mesh.size}"
-            )
+        check_mesh(mesh, num_samples, "num_samples")
         return _sharded_sample_and_log_weights(self, key, num_samples, batch_size, mesh)
 
 

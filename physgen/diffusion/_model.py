@@ -19,6 +19,7 @@ from .._base import (
     Scalar,
     Shape,
     check_event_shape,
+    check_output_shape,
     check_single_example,
 )
 from ..bijections._continuous import ContinuousFlow
@@ -134,18 +135,8 @@ class DiffusionModel(AbstractDistribution):
         if cond_shape is not None:
             c_spec = jax.ShapeDtypeStruct((math.prod(cond_shape) + 1,), jnp.result_type(float))
         x_spec = jax.ShapeDtypeStruct((size,), jnp.result_type(float))
-        try:
-            out = eqx.filter_eval_shape(network, jnp.zeros(()), x_spec, c_spec)
-        except (ValueError, TypeError) as e:
-            raise ValueError(
-                f"network cannot be called as network(t, x, c) with x of shape ({size},) and c "
-                f"of shape {None if c_spec is None else c_spec.shape}: {e}"
-            ) from e
-        if getattr(out, "shape", None) != (size,):
-            raise ValueError(
-                f"network maps x of shape ({size},) to {getattr(out, 'shape', out)}; it must "
-                f"return shape ({size},)"
-            )
+        check_output_shape(network, (jnp.zeros(()), x_spec, c_spec), (size,),
+                           "network(t, x, c)")
 
     # -- networks -------------------------------------------------------------------------
     def _network_condition(self, condition, drop):

@@ -23,17 +23,9 @@ def cnf(
     embed_dim: int = 16,
     cond_shape: Shape | None = None,
     base: AbstractDistribution | None = None,
-    t0: float = 0.0,
-    t1: float = 1.0,
-    solver: diffrax.AbstractSolver | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    dt0: float | None = None,
-    max_steps: int = 4096,
     trace: str = "hutchinson",
-    probe: str = "rademacher",
-    adjoint: diffrax.AbstractAdjoint | None = None,
     zero_init: bool = True,
+    **flow_kwargs,
 ) -> Transformed:
     """Continuous normalizing flow (Chen et al. 2018; FFJORD, Grathwohl et al. 2019).
 
@@ -42,8 +34,9 @@ def cnf(
     units, ``embed_dim`` Fourier features of ``t``; zero last layer with ``zero_init``, so the
     new flow is the identity). ``log_prob`` is exact (exact trace); ``trace`` (default
     Hutchinson) is what the ``*_estimate`` methods, and so
-    :class:`~physgen.objectives.CNFMaximumLikelihood`, use in training. The solver options go
-    to :class:`~physgen.bijections.ContinuousFlow`.
+    :class:`~physgen.objectives.CNFMaximumLikelihood`, use in training. The other keyword
+    arguments (``t0``, ``t1``, ``solver``, ``rtol``, ``atol``, ``dt0``, ``max_steps``,
+    ``probe``, ``adjoint``) go to :class:`~physgen.bijections.ContinuousFlow`.
     """
     if not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim}")
@@ -60,21 +53,7 @@ def cnf(
         cond_dim=cond_dim,
         zero_init_last=zero_init,
     )
-    flow = ContinuousFlow(
-        field,
-        (dim,),
-        t0=t0,
-        t1=t1,
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
-        max_steps=max_steps,
-        trace=trace,
-        probe=probe,
-        adjoint=adjoint,
-        cond_shape=cond_shape,
-    )
+    flow = ContinuousFlow(field, (dim,), trace=trace, cond_shape=cond_shape, **flow_kwargs)
     return Transformed(base, flow)
 
 

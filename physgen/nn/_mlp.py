@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._base import Array, Key
+from .._base import Array, Key, check_int
 
 
 def zero_last_layer(mlp: eqx.nn.MLP) -> eqx.nn.MLP:
@@ -47,8 +47,7 @@ class MLP(eqx.Module):
     ):
         for name, v, lo in (("in_size", in_size, 0), ("out_size", out_size, 1),
                             ("width", width, 1), ("depth", depth, 0)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"MLP: {name} must be an int >= {lo}, got {v!r}")
+            check_int(f"MLP: {name}", v, lo)
         mlp = eqx.nn.MLP(in_size, out_size, width, depth, activation=activation, key=key)
         if zero_init_last:
             mlp = zero_last_layer(mlp)

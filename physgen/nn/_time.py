@@ -9,13 +9,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._base import Array, ArrayLike, Key
-from ._mlp import zero_last_layer
-
-
-def _check_int(name, v, lo):
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+from .._base import Array, ArrayLike, Key, check_int
+from ._mlp import MLP
 
 
 class FourierTimeEmbedding(eqx.Module):
@@ -41,7 +36,7 @@ class FourierTimeEmbedding(eqx.Module):
         scale: float = 16.0,
         key: Key | None = None,
     ):
-        _check_int("embed_dim", embed_dim, 2)
+        check_int("embed_dim", embed_dim, 2)
         if embed_dim % 2:
             raise ValueError(f"embed_dim must be even (sin and cos pairs), got {embed_dim}")
         n = embed_dim // 2
@@ -83,7 +78,7 @@ class VectorFieldMLP(eqx.Module):
     ``jax.vmap``.
     """
 
-    mlp: eqx.nn.MLP
+    mlp: MLP
     embedding: FourierTimeEmbedding
     dim: int = eqx.field(static=True)
     cond_dim: int | None = eqx.field(static=True)
@@ -101,20 +96,16 @@ class VectorFieldMLP(eqx.Module):
         zero_init_last: bool = False,
         embedding: FourierTimeEmbedding | None = None,
     ):
-        _check_int("dim", dim, 1)
-        _check_int("width", width, 1)
-        _check_int("depth", depth, 0)
+        check_int("dim", dim, 1)
         if cond_dim is not None:
-            _check_int("cond_dim", cond_dim, 1)
+            check_int("cond_dim", cond_dim, 1)
         if embedding is None:
             embedding = FourierTimeEmbedding(embed_dim)
         elif not isinstance(embedding, FourierTimeEmbedding):
             raise TypeError(f"embedding must be a FourierTimeEmbedding, got {type(embedding)}")
         in_size = dim + embedding.embed_dim + (cond_dim or 0)
-        mlp = eqx.nn.MLP(in_size, dim, width, depth, activation=activation, key=key)
-        if zero_init_last:
-            mlp = zero_last_layer(mlp)
-        self.mlp = mlp
+        self.mlp = MLP(in_size, dim, width, depth, key=key, activation=activation,
+                       zero_init_last=zero_init_last)
         self.embedding = embedding
         self.dim = dim
         self.cond_dim = cond_dim

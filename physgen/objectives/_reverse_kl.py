@@ -10,6 +10,7 @@ from .._base import AbstractDataObjective, AbstractObjective, Key
 from ..boltzmann._generator import BoltzmannGenerator
 from ..parallel._mesh import constrain_batch
 from ..targets._base import AbstractTarget
+from ._likelihood import MaximumLikelihood
 
 
 def reverse_kl_terms(model, target: AbstractTarget, key: Key, num_samples: int,
@@ -145,10 +146,6 @@ class MixedKL(AbstractDataObjective):
     def loss(self, model, key: Key, batch, state, step):
         if batch is None:
             raise ValueError("MixedKL needs data: pass data=... to fit")
-        _, _, energy, log_w = reverse_kl_terms(model, self.target, key, self.num_samples)
-        kl = -jnp.mean(log_w)
-        nll = -jnp.mean(model.log_prob(batch))
-        loss = self.weight_ml * nll + self.weight_kl * kl
-        aux = _diagnostics(energy, log_w, kl)
-        aux["nll"] = nll
-        return loss, aux, state
+        kl, aux, _ = ReverseKL(self.target, self.num_samples).loss(model, key, None, None, step)
+        nll, aux_ml, _ = MaximumLikelihood().loss(model, key, batch, None, step)
+        return self.weight_ml * nll + self.weight_kl * kl, {**aux, **aux_ml}, state

@@ -51,6 +51,18 @@ def make_mesh(num_devices: int | None = None, axis_name: str = "batch", *, devic
     )
 
 
+def check_mesh(mesh, count: int | None = None, what: str = "the batch") -> None:
+    """Raise unless ``mesh`` is a :class:`jax.sharding.Mesh` whose devices divide ``count``
+    (the size of ``what``, the axis to be split), before any work is done."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if count is not None and count % mesh.size:
+        raise ValueError(
+            f"{what}={count} cannot be split over the {mesh.size} devices of the mesh: use a "
+            f"multiple of {mesh.size}"
+        )
+
+
 def _leading_spec(axis_names) -> PartitionSpec:
     names = tuple(axis_names)
     return PartitionSpec(names[0] if len(names) == 1 else names)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import numbers
 import os
 from typing import Any
 
@@ -21,8 +20,9 @@ from .._base import (
     Key,
     check_event_shape,
     check_finite_tree,
+    check_int,
 )
-from ..parallel._mesh import batch_sharding, replicate
+from ..parallel._mesh import batch_sharding, check_mesh, replicate
 from ._checkpoint import load, save
 from ._loop import run_chunks
 
@@ -167,12 +167,6 @@ def _run_chunk(params, static, state: TrainState, objective, optimizer: _Optimiz
     return params, opt_state, obj_state, bad, losses, aux
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _init_key(key: Key) -> Key:
     """The key of ``objective.init_state``: ``fold_in(key, 2³² − 1)``, a number no step uses."""
     return jax.random.fold_in(key, np.uint32(2**32 - 1))
@@ -250,24 +244,18 @@ def fit(
         NonFiniteLossError: the loss, a gradient or the new parameters became NaN/inf; names
             the step and the objective's diagnostics at that step.
     """
-    steps = _positive_int("steps", steps)
-    chunk_size = min(_positive_int("chunk_size", chunk_size), steps)
+    steps = check_int("steps", steps, 1)
+    chunk_size = min(check_int("chunk_size", chunk_size, 1), steps)
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"objective must be an AbstractObjective, got {type(objective)}")
     check_finite_tree(model, "model")
     if isinstance(objective, AbstractDataObjective):
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size, 1)
         data = _check_data(data, model, objective)
     elif data is not None:
         raise ValueError(f"{type(objective).__name__} is data-free; do not pass data")
     if mesh is not None:
-        if not isinstance(mesh, jax.sharding.Mesh):
-            raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
-        if data is not None and batch_size % mesh.size:
-            raise ValueError(
-                f"batch_size={batch_size} cannot be split over the {mesh.size} devices of the "
-                f"mesh: use a multiple of {mesh.size}"
-            )
+        check_mesh(mesh, batch_size if data is not None else None, "batch_size")
     tx = optax.adam(learning_rate) if optimizer is None else optimizer
     params, static = eqx.partition(model, filter_spec)
     if state is None:

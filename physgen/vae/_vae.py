@@ -14,30 +14,24 @@ from ..nn import MLP
 from ._base import AbstractLatentVariableModel, diag_gaussian_log_prob
 
 
-def _bounded_log_var(raw: Array, min_log_var: float | None) -> Array:
-    """``min + softplus(raw − min)`` (a smooth floor on the log-variance), or ``raw``."""
-    if min_log_var is None:
-        return raw
-    return min_log_var + jax.nn.softplus(raw - min_log_var)
+class DiagonalGaussianNet(eqx.Module):
+    """``u ↦ (mean, log_var)`` of a diagonal Gaussian: an MLP ``R^in_dim -> R^{2 out_dim}``.
 
-
-class GaussianEncoder(eqx.Module):
-    """``q(z | x) = N(μ(x), diag exp(ℓ(x)))``: an MLP ``R^data_dim -> R^{2 latent_dim}``.
-
-    ``__call__(x)``: ``x`` of shape ``(data_dim,)`` -> ``(mean, log_var)``, each
-    ``(latent_dim,)``. ``depth=0`` makes it affine. The log-variance has a smooth floor
-    ``min_log_var`` (``None``: unbounded).
+    ``__call__(u)``: ``u`` of shape ``(in_dim,)`` -> ``(mean, log_var)``, each ``(out_dim,)``.
+    ``depth=0`` makes it affine. The log-variance has a smooth floor ``min_log_var``,
+    ``min + softplus(raw − min)`` (``None``: unbounded). The VAE's encoder ``q(z | x)``
+    (``in_dim = data_dim``) and the Gaussian decoder's ``p(x | z)``.
     """
 
     net: MLP
-    data_dim: int = eqx.field(static=True)
-    latent_dim: int = eqx.field(static=True)
+    in_dim: int = eqx.field(static=True)
+    out_dim: int = eqx.field(static=True)
     min_log_var: float | None = eqx.field(static=True)
 
     def __init__(
         self,
-        data_dim: int,
-        latent_dim: int,
+        in_dim: int,
+        out_dim: int,
         *,
         key: Key,
         width: int = 64,
@@ -45,15 +39,18 @@ class GaussianEncoder(eqx.Module):
         activation: Callable[[Array], Array] = jax.nn.gelu,
         min_log_var: float | None = -12.0,
     ):
-        self.net = MLP(data_dim, 2 * latent_dim, width, depth, key=key, activation=activation)
-        self.data_dim = data_dim
-        self.latent_dim = latent_dim
+        self.net = MLP(in_dim, 2 * out_dim, width, depth, key=key, activation=activation)
+        self.in_dim = in_dim
+        self.out_dim = out_dim
         self.min_log_var = min_log_var
 
-    def __call__(self, x: Array) -> tuple[Array, Array]:
-        check_single_example(x, (self.data_dim,), "GaussianEncoder: x")
-        out = self.net(x)
-        return out[: self.latent_dim], _bounded_log_var(out[self.latent_dim :], self.min_log_var)
+    def __call__(self, u: Array) -> tuple[Array, Array]:
+        check_single_example(u, (self.in_dim,), "DiagonalGaussianNet: input")
+        out = self.net(u)
+        raw = out[self.out_dim :]
+        if self.min_log_var is not None:
+            raw = self.min_log_var + jax.nn.softplus(raw - self.min_log_var)
+        return out[: self.out_dim], raw
 
 
 class AbstractDecoder(eqx.Module):
@@ -76,7 +73,8 @@ class AbstractDecoder(eqx.Module):
 
 
 class GaussianDecoder(AbstractDecoder):
-    """``p(x | z) = N(m(z), diag exp(s(z)))``, an MLP ``R^latent_dim -> R^{2 data_dim}``.
+    """``p(x | z) = N(m(z), diag exp(s(z)))`` with ``(m, s)`` a :class:`DiagonalGaussianNet`
+    ``R^latent_dim -> R^data_dim``.
 
     ``log p(x|z) = −½ Σ_j [(x_j − m_j)² e^{−s_j} + s_j + log 2π]`` (all constants kept, so
     bounds are in nats and comparable with exact log-likelihoods). The log-variance has a
@@ -84,10 +82,9 @@ class GaussianDecoder(AbstractDecoder):
     from collapsing the decoder variance.
     """
 
-    net: MLP
+    net: DiagonalGaussianNet
     data_dim: int = eqx.field(static=True)
     latent_dim: int = eqx.field(static=True)
-    min_log_var: float | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -100,25 +97,20 @@ class GaussianDecoder(AbstractDecoder):
         activation: Callable[[Array], Array] = jax.nn.gelu,
         min_log_var: float | None = -9.0,
     ):
-        self.net = MLP(latent_dim, 2 * data_dim, width, depth, key=key, activation=activation)
+        self.net = DiagonalGaussianNet(latent_dim, data_dim, key=key, width=width, depth=depth,
+                                       activation=activation, min_log_var=min_log_var)
         self.data_dim = data_dim
         self.latent_dim = latent_dim
-        self.min_log_var = min_log_var
-
-    def _params(self, z):
-        check_single_example(z, (self.latent_dim,), "GaussianDecoder: z")
-        out = self.net(z)
-        return out[: self.data_dim], _bounded_log_var(out[self.data_dim :], self.min_log_var)
 
     def log_likelihood(self, x: Array, z: Array) -> Scalar:
-        m, lv = self._params(z)
+        m, lv = self.net(z)
         return diag_gaussian_log_prob(x, m, lv)
 
     def mean(self, z: Array) -> Array:
-        return self._params(z)[0]
+        return self.net(z)[0]
 
     def sample(self, key: Key, z: Array) -> Array:
-        m, lv = self._params(z)
+        m, lv = self.net(z)
         return m + jnp.exp(0.5 * lv) * jax.random.normal(key, m.shape, m.dtype)
 
 
@@ -164,7 +156,7 @@ class BernoulliDecoder(AbstractDecoder):
 
 class VAE(AbstractLatentVariableModel):
     """Variational autoencoder (Kingma & Welling 2014): prior ``N(0, I_latent_dim)``, a
-    :class:`GaussianEncoder` ``q(z|x)`` and a decoder ``p(x|z)``
+    :class:`DiagonalGaussianNet` encoder ``q(z|x)`` and a decoder ``p(x|z)``
     (:class:`GaussianDecoder` or :class:`BernoulliDecoder`).
 
     A bound, not a density: see :class:`AbstractLatentVariableModel` (``elbo``, ``iwae``,
@@ -172,25 +164,26 @@ class VAE(AbstractLatentVariableModel):
     ``latent_shape = (latent_dim,)``.
     """
 
-    encoder: GaussianEncoder
+    encoder: DiagonalGaussianNet
     decoder: AbstractDecoder
     shape: Shape = eqx.field(static=True)
     latent_shape: Shape = eqx.field(static=True)
 
-    def __init__(self, encoder: GaussianEncoder, decoder: AbstractDecoder):
-        if not isinstance(encoder, GaussianEncoder):
-            raise TypeError(f"encoder must be a GaussianEncoder, got {type(encoder).__name__}")
+    def __init__(self, encoder: DiagonalGaussianNet, decoder: AbstractDecoder):
+        if not isinstance(encoder, DiagonalGaussianNet):
+            raise TypeError(
+                f"encoder must be a DiagonalGaussianNet, got {type(encoder).__name__}")
         if not isinstance(decoder, AbstractDecoder):
             raise TypeError(f"decoder must be an AbstractDecoder, got {type(decoder).__name__}")
-        if (encoder.data_dim, encoder.latent_dim) != (decoder.data_dim, decoder.latent_dim):
+        if (encoder.in_dim, encoder.out_dim) != (decoder.data_dim, decoder.latent_dim):
             raise ValueError(
-                f"encoder maps R^{encoder.data_dim} -> R^{encoder.latent_dim} but decoder maps "
+                f"encoder maps R^{encoder.in_dim} -> R^{encoder.out_dim} but decoder maps "
                 f"R^{decoder.latent_dim} -> R^{decoder.data_dim}: the dimensions must match"
             )
         self.encoder = encoder
         self.decoder = decoder
-        self.shape = (encoder.data_dim,)
-        self.latent_shape = (encoder.latent_dim,)
+        self.shape = (encoder.in_dim,)
+        self.latent_shape = (encoder.out_dim,)
 
     def encode(self, x: Array) -> tuple[Array, Array]:
         """``(mean, log_var)`` of ``q(z | x)``; ``x`` ``(data_dim,)`` -> two ``(latent_dim,)``."""
@@ -221,7 +214,7 @@ def gaussian_vae(
     """A VAE for continuous data: Gaussian encoder and Gaussian decoder (MLPs)."""
     ke, kd = jax.random.split(key)
     return VAE(
-        GaussianEncoder(data_dim, latent_dim, key=ke, width=width, depth=depth),
+        DiagonalGaussianNet(data_dim, latent_dim, key=ke, width=width, depth=depth),
         GaussianDecoder(
             data_dim, latent_dim, key=kd, width=width, depth=depth, min_log_var=min_log_var
         ),
@@ -234,7 +227,7 @@ def bernoulli_vae(
     """A VAE for binary data: Gaussian encoder and Bernoulli decoder (MLPs)."""
     ke, kd = jax.random.split(key)
     return VAE(
-        GaussianEncoder(data_dim, latent_dim, key=ke, width=width, depth=depth),
+        DiagonalGaussianNet(data_dim, latent_dim, key=ke, width=width, depth=depth),
         BernoulliDecoder(data_dim, latent_dim, key=kd, width=width, depth=depth),
     )
 
