@@ -1,7 +1,9 @@
-"""Small helpers shared by the experiment scripts (output folders, JSON, timing)."""
+"""What the experiment scripts share: one argument parser, output (JSON, machine, timing),
+the cosine-decay optimiser and the continuous-time models trained forward on data."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import platform
@@ -9,8 +11,89 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+import physgen
+from physgen.diffusion import VPSDE, DenoisingScoreMatching, DiffusionModel, diffusion_model
+from physgen.flow_matching import FlowMatching
+from physgen.flows import cnf
+from physgen.objectives import CNFMaximumLikelihood
+
+CONTINUOUS = ("cnf", "flow_matching", "diffusion")
+
+
+def script_parser(doc: str, out: str, *, devices: bool = False) -> argparse.ArgumentParser:
+    """The parser every script starts from: its description (the first paragraph of
+    ``doc``), ``--out`` (default ``out``), ``--quick``, ``--seed``, ``--no-progress`` and,
+    with ``devices``, ``--devices``; the script adds its own options."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path(out), help="output folder")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if devices:
+        add_device_args(p)
+    return p
+
+
+def cosine_adam(lr: float, steps: int, alpha: float = 0.01) -> optax.GradientTransformation:
+    """Adam whose rate decays from ``lr`` to ``alpha·lr`` over ``steps`` (cosine)."""
+    return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=alpha))
+
+
+def continuous_model(kind: str, key, dim: int, *, width: int, depth: int, embed_dim: int = 16,
+                     rtol: float = 1e-5, atol: float = 1e-5, eps: float | None = None,
+                     weighting: str = "likelihood", ot_coupling: bool = True,
+                     ot_epsilon: float = 0.02, ot_iters: int = 50):
+    """``(model, objective)`` of a continuous-time model of ``R^dim`` trained on data, each
+    with an exact ODE log-likelihood: ``"cnf"`` (maximum likelihood, Hutchinson trace),
+    ``"flow_matching"`` (conditional flow matching, minibatch OT) or ``"diffusion"`` (a VP
+    diffusion model, denoising score matching with ``weighting``; ``"likelihood"`` draws
+    times uniformly in log-SNR)."""
+    if kind == "diffusion":
+        model = diffusion_model(key, dim, VPSDE(), width=width, depth=depth, eps=eps,
+                                rtol=rtol, atol=atol)
+        return model, DenoisingScoreMatching(weighting,
+                                             importance_sampling=weighting == "likelihood")
+    kw = dict(width=width, depth=depth, embed_dim=embed_dim, rtol=rtol, atol=atol)
+    if kind == "cnf":
+        return cnf(key, dim, trace="hutchinson", **kw), CNFMaximumLikelihood()
+    if kind == "flow_matching":
+        model = cnf(key, dim, zero_init=False, **kw)
+        return model, FlowMatching(ot_coupling=ot_coupling, ot_epsilon=ot_epsilon,
+                                   ot_iters=ot_iters)
+    raise ValueError(f"kind must be one of {CONTINUOUS}, got {kind!r}")
+
+
+def trajectories(model, key, n: int, num_times: int = 41) -> np.ndarray:
+    """ODE paths of ``n`` base draws from noise to data, ``(num_times, n, *shape)``, of a
+    continuous flow (``physgen.flows.cnf``) or a diffusion model (its probability-flow ODE)."""
+    flow = model.as_transformed() if isinstance(model, DiffusionModel) else model
+    z = flow.base.sample(key, (n,))
+    ts = jnp.linspace(flow.bijection.t0, flow.bijection.t1, num_times)
+    paths = _paths(flow, z, ts)
+    return np.asarray(jnp.swapaxes(paths, 0, 1))
+
+
+@eqx.filter_jit
+def _paths(flow, z, ts):
+    return jax.vmap(lambda x: flow.bijection.trajectory(x, ts))(z)
+
+
+def train(key, model, objective, args, *, steps: int, lr: float, data=None,
+          alpha: float = 0.01, **kw):
+    """``physgen.fit`` with :func:`cosine_adam` (``lr``, ``alpha``), the script's
+    ``--batch-size`` and progress setting; returns ``(model, history)``."""
+    model, history, _ = physgen.fit(
+        key, model, objective, data=data, steps=steps, optimizer=cosine_adam(lr, steps, alpha),
+        batch_size=args.batch_size, progress=not args.no_progress, **kw,
+    )
+    return model, history
 
 
 def to_jsonable(obj):

@@ -16,23 +16,24 @@ Writes results.json and PNG figures (data, samples, ODE trajectories) to --out.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_json  # noqa: E402
-from _diffusion import (  # noqa: E402
-    diffusion_log_prob,
-    diffusion_sample_and_log_prob,
-    diffusion_trajectories,
-    train_diffusion,
+from _common import (  # noqa: E402
+    continuous_model,
+    machine,
+    script_parser,
+    train,
+    trajectories,
+    write_json,
 )
 
 from physgen import reweighting as rw  # noqa: E402
@@ -41,15 +42,9 @@ from physgen.targets import DoubleWell  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = script_parser(__doc__, "results/diffusion")
     p.add_argument("--task", choices=["toy2d", "double_well"], default="toy2d")
     p.add_argument("--dataset", choices=sorted(DATASETS), nargs="+", default=["moons"])
-    p.add_argument("--out", type=Path, default=Path("results/diffusion"))
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=30_000)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
@@ -65,11 +60,11 @@ def parse_args(argv=None):
     p.add_argument(
         "--elbo-points", type=int, default=500, help="test points for the variational bound (toy2d)"
     )
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.num_train, args.num_test = min(args.steps, 200), 2000, 200
         args.num_samples, args.elbo_points = min(args.num_samples, 500), 50
+        args.width, args.depth = min(args.width, 32), min(args.depth, 2)
     return args
 
 
@@ -80,20 +75,21 @@ def mean_se(v):
 
 def _train(key, data, args):
     """The script's diffusion model on ``data``: ``(model, history)``."""
-    return train_diffusion(
-        key,
-        data,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        quick=args.quick,
-        lr=args.lr,
-        width=args.width,
-        depth=args.depth,
-        weighting=args.weighting,
-        eps=args.eps,
-        progress=not args.no_progress,
-        return_history=True,
-    )
+    k_init, k_fit = jax.random.split(key)
+    model, objective = continuous_model("diffusion", k_init, data.shape[1], width=args.width,
+                                        depth=args.depth, eps=args.eps, weighting=args.weighting)
+    return train(k_fit, model, objective, args, steps=args.steps, lr=args.lr,
+                 data=jnp.asarray(data))
+
+
+@eqx.filter_jit
+def _log_prob(model, x):
+    return model.log_prob(x, batch_size=1024)
+
+
+@eqx.filter_jit
+def _sample_and_log_prob(model, key, n):
+    return model.sample_and_log_prob(key, (n,), batch_size=1024)
 
 
 def run_toy2d(args, key):
@@ -107,15 +103,15 @@ def run_toy2d(args, key):
         model, hist = _train(k_fit, train, args)
         train_time = time.perf_counter() - t0
         t0 = time.perf_counter()
-        lp = diffusion_log_prob(model, test)
+        lp = np.asarray(_log_prob(model, jnp.asarray(test)))
         eval_time = time.perf_counter() - t0
         nll, nll_se = mean_se(-lp)
         # the ELBO on a subset, paired with the exact log-likelihood on the same points
         sub = jnp.asarray(test[: args.elbo_points])
         bound = model.variational_bound(k_b, sub, num_samples=16)
         gap_b = np.asarray(bound.value) - lp[: args.elbo_points]
-        x, _ = diffusion_sample_and_log_prob(model, k_s, 2000 if args.quick else 5000)
-        ts, paths = diffusion_trajectories(model, jax.random.fold_in(k_s, 1), 30)
+        x = np.asarray(_sample_and_log_prob(model, k_s, 2000 if args.quick else 5000)[0])
+        paths = trajectories(model, jax.random.fold_in(k_s, 1), 30, num_times=40)
         run = {
             "dataset": name,
             "family": "diffusion (VP SDE, probability-flow ODE likelihood)",
@@ -151,9 +147,9 @@ def run_double_well(args, key):
     model, hist = _train(k_fit, train, args)
     train_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    x, log_q = diffusion_sample_and_log_prob(model, k_s, args.num_samples)
+    x, log_q = _sample_and_log_prob(model, k_s, args.num_samples)
+    log_q.block_until_ready()
     sample_time = time.perf_counter() - t0
-    x, log_q = jnp.asarray(x), jnp.asarray(log_q)
     logw = rw.log_weights(-target.beta * jax.vmap(target.energy)(x), log_q)
     ess = float(rw.ess_fraction(logw))
     log_z = rw.log_Z(logw)
@@ -192,7 +188,7 @@ def run_double_well(args, key):
         f" z = {out['delta_F_B_minus_A_kT']['zscore']:+.2f}); log Z {out['log_Z']['value']:.4f}"
         f" ± {out['log_Z']['stderr']:.4f} (exact {ref['log_Z']:.4f}); train {train_time:.0f} s"
     )
-    paths = diffusion_trajectories(model, jax.random.fold_in(k_s, 1), 30)[1]
+    paths = trajectories(model, jax.random.fold_in(k_s, 1), 30, num_times=40)
     return out, [("double well", np.asarray(train[:5000]), np.asarray(x[:5000]), paths)]
 
 

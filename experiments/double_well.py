@@ -264,7 +264,7 @@ def main(argv=None):
     in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
     ess = rw.ess_fraction(logw)
     log_z = rw.log_Z(logw)
-    elbo = rw.elbo(logw)
+    log_z_bound = rw.log_Z_lower_bound(logw)
     p_a = rw.expectation(logw, in_a.astype(logw.dtype))
     d_f = rw.free_energy_difference(logw, in_a, in_b, key=k_boot, n_boot=500)
     mean_x1 = rw.expectation(logw, x[:, 0])
@@ -294,7 +294,7 @@ def main(argv=None):
             "num_energy_evals_total": train_evals + args.num_samples,
             "ess_fraction": float(ess),
             "log_Z": est_dict(log_z, ref["log_Z"]),
-            "elbo_lower_bound": est_dict(elbo, ref["log_Z"]),
+            "log_Z_lower_bound": est_dict(log_z_bound, ref["log_Z"]),
             "p_A": est_dict(p_a, ref["p_A"]),
             "delta_F_B_minus_A_kT": est_dict(d_f, ref["delta_F_B_minus_A"], bootstrap=True),
             "mean_x1": est_dict(mean_x1, ref["mean_x1"]),

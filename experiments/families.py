@@ -17,7 +17,6 @@ samples.png to --out.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -32,14 +31,12 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_json  # noqa: E402
+from _common import continuous_model, machine, script_parser, train, write_json  # noqa: E402
 
 import physgen  # noqa: E402
 from physgen.autoregressive import AutoregressiveMixture  # noqa: E402
 from physgen.datasets import get_dataset  # noqa: E402
-from physgen.diffusion import DenoisingScoreMatching, diffusion_model  # noqa: E402
-from physgen.flow_matching import FlowMatching  # noqa: E402
-from physgen.flows import cnf, neural_spline_flow, real_nvp  # noqa: E402
+from physgen.flows import neural_spline_flow, real_nvp  # noqa: E402
 from physgen.gan import GAN, WGANGP, NonSaturatingLoss  # noqa: E402
 from physgen.metrics import (  # noqa: E402
     energy_distances,
@@ -67,7 +64,7 @@ class Fitted(NamedTuple):
 class Family(NamedTuple):
     name: str
     kind: str  # "exact", "bound" or "none"
-    fit: Callable  # (key, train (N, 2), args) -> Fitted
+    fit: Callable  # (key, data (N, 2), args) -> Fitted
 
 
 FAMILIES: dict[str, Family] = {}
@@ -75,7 +72,7 @@ FAMILIES: dict[str, Family] = {}
 
 def register(name: str, kind: str):
     """Add a family: ``@register("name", "exact" | "bound" | "none")`` on
-    ``fit(key, train, args) -> Fitted``."""
+    ``fit(key, data, args) -> Fitted``."""
     if kind not in ("exact", "bound", "none"):
         raise ValueError(f"likelihood kind must be exact, bound or none, got {kind!r}")
 
@@ -84,10 +81,6 @@ def register(name: str, kind: str):
         return fn
 
     return deco
-
-
-def _optimizer(args, steps):
-    return optax.adam(optax.cosine_decay_schedule(args.lr, steps, alpha=0.02))
 
 
 def _exact_fitted(model, hist):
@@ -100,30 +93,22 @@ def _exact_fitted(model, hist):
     )
 
 
-def _fit_ml(key, model, train, args):
+def _fit_ml(key, model, data, args):
     ki, kf = jax.random.split(key)
-    model, hist, _ = physgen.fit(
-        kf,
-        model,
-        MaximumLikelihood(),
-        data=train,
-        steps=args.steps,
-        optimizer=_optimizer(args, args.steps),
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    model, hist = train(kf, model, MaximumLikelihood(), args, steps=args.steps, lr=args.lr,
+                        data=data, alpha=0.02)
     return _exact_fitted(model, hist)
 
 
 @register("realnvp", "exact")
-def fit_realnvp(key, train, args):
+def fit_realnvp(key, data, args):
     ki, kf = jax.random.split(key)
     flow = real_nvp(ki, 2, num_layers=args.layers, width=args.width)
-    return _fit_ml(kf, flow, train, args)
+    return _fit_ml(kf, flow, data, args)
 
 
 @register("nsf", "exact")
-def fit_nsf(key, train, args):
+def fit_nsf(key, data, args):
     ki, kf = jax.random.split(key)
     flow = neural_spline_flow(
         ki,
@@ -133,28 +118,25 @@ def fit_nsf(key, train, args):
         num_bins=args.bins,
         interval=5.0,
     )
-    return _fit_ml(kf, flow, train, args)
+    return _fit_ml(kf, flow, data, args)
 
 
 @register("autoregressive", "exact")
-def fit_autoregressive(key, train, args):
+def fit_autoregressive(key, data, args):
     ki, kf = jax.random.split(key)
     model = AutoregressiveMixture(
         2, key=ki, num_components=args.components, width=args.width, depth=2
     )
-    return _fit_ml(kf, model, train, args)
+    return _fit_ml(kf, model, data, args)
 
 
 @register("vae", "bound")
-def fit_vae(key, train, args):
+def fit_vae(key, data, args):
     ki, kf = jax.random.split(key)
     vae = gaussian_vae(ki, 2, args.latent_dim, width=args.width, depth=2)
     # KL annealing: β rises linearly from 0 to 1 over the first fifth of the steps
-    vae, hist, _ = physgen.fit(
-        kf, vae, ELBO(1.0, kl_warmup=max(1, args.steps // 5)), data=train, steps=args.steps,
-        optimizer=_optimizer(args, args.steps), batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    vae, hist = train(kf, vae, ELBO(1.0, kl_warmup=max(1, args.steps // 5)), args,
+                      steps=args.steps, lr=args.lr, data=data, alpha=0.02)
     sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
 
     def likelihood(k, test):
@@ -168,12 +150,12 @@ def fit_vae(key, train, args):
 
 
 @register("gan", "none")
-def fit_gan_family(key, train, args):
+def fit_gan_family(key, data, args):
     ki, kf = jax.random.split(key)
     gan = GAN(2, args.latent_dim, key=ki, width=args.width, depth=3)
     loss = WGANGP() if args.gan_loss == "wgan-gp" else NonSaturatingLoss()
     gan, hist, _ = physgen.fit(
-        kf, gan, loss, data=train, steps=args.steps, batch_size=args.batch_size,
+        kf, gan, loss, data=data, steps=args.steps, batch_size=args.batch_size,
         optimizer=optax.adam(args.gan_lr, b1=0.5, b2=0.9), progress=not args.no_progress,
     )
     sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
@@ -192,33 +174,24 @@ def _ode_fitted(model, hist, args):
     )
 
 
-def _fit_ode(key, model, objective, train, args):
+def _fit_ode(kind, key, data, args, **kw):
     """Train a continuous model (vector field or score net) and wrap it as :class:`Fitted`."""
-    model, hist, _ = physgen.fit(
-        key,
-        model,
-        objective,
-        data=train,
-        steps=args.steps,
-        optimizer=_optimizer(args, args.steps),
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
+    ki, kf = jax.random.split(key)
+    model, objective = continuous_model(kind, ki, 2, width=args.width, depth=3, rtol=1e-4,
+                                        atol=1e-4, **kw)
+    model, hist = train(kf, model, objective, args, steps=args.steps, lr=args.lr, data=data,
+                        alpha=0.02)
     return _ode_fitted(model, hist, args)
 
 
 @register("flow_matching", "exact")
-def fit_flow_matching(key, train, args):
-    ki, kf = jax.random.split(key)
-    model = cnf(ki, 2, width=args.width, depth=3, zero_init=False, rtol=1e-4, atol=1e-4)
-    return _fit_ode(kf, model, FlowMatching(), train, args)
+def fit_flow_matching(key, data, args):
+    return _fit_ode("flow_matching", key, data, args, ot_coupling=False)
 
 
 @register("diffusion", "exact")
-def fit_diffusion(key, train, args):
-    ki, kf = jax.random.split(key)
-    model = diffusion_model(ki, 2, width=args.width, depth=3, rtol=1e-4, atol=1e-4)
-    return _fit_ode(kf, model, DenoisingScoreMatching(), train, args)
+def fit_diffusion(key, data, args):
+    return _fit_ode("diffusion", key, data, args, weighting="sigma2")
 
 
 # -- data sets ------------------------------------------------------------------------------
@@ -244,9 +217,7 @@ def make_dataset(name, key, n_train, n_test, n_entropy):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    p = script_parser(__doc__, "results/families")
     p.add_argument(
         "--datasets",
         nargs="+",
@@ -254,9 +225,6 @@ def parse_args(argv=None):
         help="moons, rings, 8gaussians, checkerboard or double_well",
     )
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
-    p.add_argument("--out", type=Path, default=Path("results/families"))
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
@@ -282,7 +250,6 @@ def parse_args(argv=None):
     )
     p.add_argument("--num-mmd", type=int, default=1500)
     p.add_argument("--num-permutations", type=int, default=200)
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.layers, args.width = min(args.steps, 100), 2, 16
@@ -379,7 +346,7 @@ def main(argv=None):
     }
     panels = []
     for d_i, dname in enumerate(args.datasets):
-        train, test, ref = make_dataset(
+        train_set, test, ref = make_dataset(
             dname,
             jax.random.fold_in(key, d_i),
             args.num_train,
@@ -396,7 +363,7 @@ def main(argv=None):
             fam = FAMILIES[fname]
             k_fit, k_eval = jax.random.split(jax.random.fold_in(key, 1000 * (d_i + 1) + f_i))
             t0 = time.perf_counter()
-            fitted = fam.fit(k_fit, train, args)
+            fitted = fam.fit(k_fit, train_set, args)
             jax.block_until_ready(eqx.filter(fitted.model, eqx.is_array))
             train_time = time.perf_counter() - t0
             row, samples = evaluate(k_eval, fam, fitted, test, ref, args, train_time)

@@ -354,7 +354,7 @@ def main(argv=None):
     reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), logw=np.asarray(logw))
     reweighted["ess_fraction"] = float(rw.ess_fraction(logw))
     reweighted["log_Z"] = est(rw.log_Z(logw))
-    reweighted["elbo"] = est(rw.elbo(logw))
+    reweighted["log_Z_lower_bound"] = est(rw.log_Z_lower_bound(logw))
     reweighted["num_samples"] = args.reweight_samples
 
     # -- flow-IMH and HMC / NUTS on the same action ---------------------------------------

@@ -17,7 +17,6 @@ draws its trajectories; adding a model family is adding an entry.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -28,143 +27,89 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_json  # noqa: E402
-
-import physgen  # noqa: E402
-from physgen.datasets import DATASETS, get_dataset  # noqa: E402
-from physgen.flow_matching import FlowMatching  # noqa: E402
-from physgen.flows import cnf, neural_spline_flow, real_nvp  # noqa: E402
-from physgen.objectives import (
-    CNFMaximumLikelihood,  # noqa: E402
-    MaximumLikelihood,  # noqa: E402
+from _common import (  # noqa: E402
+    continuous_model,
+    machine,
+    script_parser,
+    train,
+    trajectories,
+    write_json,
 )
+
+from physgen.datasets import DATASETS, get_dataset  # noqa: E402
+from physgen.flows import neural_spline_flow, real_nvp, with_tolerances  # noqa: E402
+from physgen.objectives import MaximumLikelihood  # noqa: E402
 
 log_prob = eqx.filter_jit(lambda model, x: model.log_prob(x))
 
 
 class Family:
     """One model family: ``train(key, data, args) -> (model, history)`` returns a trained
-    distribution with exact ``log_prob`` and ``sample``; ``trajectories(model, key, n)`` (if
-    any) returns paths ``(T, n, 2)`` from noise to data for the figure. ``continuous`` families
-    are costlier to evaluate (an ODE solve per point): they use ``--num-test-ode`` test points
-    and a coarser density grid."""
+    distribution with exact ``log_prob`` and ``sample``; ``continuous`` families draw their
+    ODE trajectories for the figure and, costlier to evaluate (an ODE solve per point), use
+    ``--num-test-ode`` test points and a coarser density grid."""
 
-    def __init__(self, train: Callable, description: str, trajectories: Callable | None = None,
-                 continuous: bool = False):
-        self.train, self.description = train, description
-        self.trajectories, self.continuous = trajectories, continuous
+    def __init__(self, train: Callable, description: str, continuous: bool = False):
+        self.train, self.description, self.continuous = train, description, continuous
 
 
-def _schedule(args, steps, lr):
-    return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.01))
-
-
-def _fit(key, model, objective, data, args, steps, lr):
-    model, history, _ = physgen.fit(key, model, objective, data=data, steps=steps,
-                                    optimizer=_schedule(args, steps, lr),
-                                    batch_size=args.batch_size, progress=not args.no_progress)
-    return model, history
-
-
-def train_discrete(factory, **extra):
-    def train(key, data, args):
+def train_discrete(factory):
+    def fit_family(key, data, args):
         k_init, k_fit, _ = jax.random.split(key, 3)
-        kw = dict(num_layers=args.layers, width=args.width, **extra)
+        kw = dict(num_layers=args.layers, width=args.width)
         if factory is neural_spline_flow:
             kw.update(num_bins=args.bins, interval=5.0)
-        return _fit(k_fit, factory(k_init, 2, **kw), MaximumLikelihood(), data, args,
-                    args.steps, args.lr)
+        return train(k_fit, factory(k_init, 2, **kw), MaximumLikelihood(), args,
+                     steps=args.steps, lr=args.lr, data=data)
 
-    return train
-
-
-def _continuous_model(key, args, **kw):
-    return cnf(key, 2, width=args.ode_width, depth=args.ode_depth, embed_dim=args.embed_dim,
-               rtol=args.rtol, atol=args.atol, **kw)
+    return fit_family
 
 
-def with_tolerance(model, rtol, atol):
-    """The same continuous flow, solved with a PID controller at ``(rtol, atol)``."""
-    import diffrax
+def train_continuous(kind):
+    """The continuous family ``kind``; the CNF trains with looser ODE tolerances
+    (``--train-rtol``) and is evaluated with ``--rtol``."""
 
-    return eqx.tree_at(lambda m: m.bijection.stepsize_controller, model,
-                       diffrax.PIDController(rtol=rtol, atol=atol))
+    def fit_family(key, data, args):
+        k_init, k_fit = jax.random.split(key)
+        diffusion = kind == "diffusion"
+        model, objective = continuous_model(
+            kind, k_init, 2, width=args.diff_width if diffusion else args.ode_width,
+            depth=args.diff_depth if diffusion else args.ode_depth, embed_dim=args.embed_dim,
+            rtol=args.rtol, atol=args.atol, ot_coupling=not args.no_ot,
+            ot_epsilon=args.ot_epsilon, ot_iters=args.ot_iters,
+        )
+        if kind == "cnf":
+            model = with_tolerances(model, args.train_rtol, args.train_atol)
+        steps, lr = {"cnf": (args.cnf_steps, args.cnf_lr), "flow_matching": (args.fm_steps,
+                     args.fm_lr), "diffusion": (args.diff_steps, args.diff_lr)}[kind]
+        model, hist = train(k_fit, model, objective, args, steps=steps, lr=lr, data=data)
+        return with_tolerances(model, args.rtol, args.atol), hist
 
-
-def train_cnf(key, data, args):
-    """Maximum likelihood through the ODE (Hutchinson trace, looser training tolerance)."""
-    k_init, k_fit = jax.random.split(key)
-    model = _continuous_model(k_init, args, trace="hutchinson")
-    model = with_tolerance(model, args.train_rtol, args.train_atol)
-    model, hist = _fit(k_fit, model, CNFMaximumLikelihood(), data, args, args.cnf_steps,
-                       args.cnf_lr)
-    return with_tolerance(model, args.rtol, args.atol), hist
-
-
-def train_flow_matching(key, data, args):
-    """Conditional flow matching on the linear path with minibatch OT coupling (no solves)."""
-    k_init, k_fit = jax.random.split(key)
-    model = _continuous_model(k_init, args, zero_init=False)
-    objective = FlowMatching(ot_coupling=not args.no_ot, ot_epsilon=args.ot_epsilon,
-                             ot_iters=args.ot_iters)
-    return _fit(k_fit, model, objective, data, args, args.fm_steps, args.fm_lr)
-
-
-def ode_trajectories(model, key, n, num_times=41):
-    z = model.base.sample(key, (n,))
-    ts = jnp.linspace(model.bijection.t0, model.bijection.t1, num_times)
-    paths = eqx.filter_jit(jax.vmap(lambda m, x: m.bijection.trajectory(x, ts), (None, 0)))(
-        model, z)
-    return np.asarray(jnp.swapaxes(paths, 0, 1))
-
-
-def train_diffusion(key, data, args):
-    """A VP diffusion model, denoising score matching with likelihood weighting; its exact
-    density is the probability-flow ODE's (one solve per point)."""
-    from _diffusion import train_diffusion as train
-
-    return train(key, data, steps=args.diff_steps, batch_size=args.batch_size,
-                 quick=args.quick, width=args.diff_width, depth=args.diff_depth,
-                 rtol=args.rtol, atol=args.atol, progress=not args.no_progress,
-                 return_history=True)
-
-
-def diffusion_paths(model, key, n, num_times=41):
-    from _diffusion import diffusion_trajectories
-
-    return diffusion_trajectories(model, key, n, num_times)[1]
+    return fit_family
 
 
 FAMILIES: dict[str, Family] = {
     "realnvp": Family(train_discrete(real_nvp), "RealNVP, maximum likelihood"),
     "nsf": Family(train_discrete(neural_spline_flow), "neural spline flow, maximum likelihood"),
-    "cnf": Family(train_cnf, "continuous flow (FFJORD), maximum likelihood, Hutchinson trace",
-                  ode_trajectories, continuous=True),
-    "flow_matching": Family(train_flow_matching,
-                            "continuous flow, conditional flow matching with OT coupling",
-                            ode_trajectories, continuous=True),
-    "diffusion": Family(train_diffusion,
+    "cnf": Family(train_continuous("cnf"),
+                  "continuous flow (FFJORD), maximum likelihood, Hutchinson trace", True),
+    "flow_matching": Family(train_continuous("flow_matching"),
+                            "continuous flow, conditional flow matching with OT coupling", True),
+    "diffusion": Family(train_continuous("diffusion"),
                         "VP diffusion, denoising score matching; probability-flow ODE density",
-                        diffusion_paths, continuous=True),
+                        True),
 }
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = script_parser(__doc__, "results/toy2d")
     p.add_argument("--dataset", choices=sorted(DATASETS), nargs="+", default=["moons", "rings"])
     p.add_argument("--model", choices=sorted(FAMILIES), nargs="+", default=None,
                    help="model families to train side by side (default: those of --flows)")
     p.add_argument("--flows", choices=["nsf", "realnvp"], nargs="+", default=["realnvp", "nsf"],
                    help="discrete flows to train when --model is not given")
-    p.add_argument("--out", type=Path, default=Path("results/toy2d"))
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=6000, help="training steps (discrete flows)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
@@ -186,6 +131,7 @@ def parse_args(argv=None):
     g.add_argument("--diff-steps", type=int, default=30000, help="diffusion training steps")
     g.add_argument("--diff-width", type=int, default=128, help="diffusion score-net width")
     g.add_argument("--diff-depth", type=int, default=4, help="diffusion score-net depth")
+    g.add_argument("--diff-lr", type=float, default=2e-3, help="diffusion learning rate")
     g.add_argument("--no-ot", action="store_true", help="flow matching without OT coupling")
     g.add_argument("--ot-epsilon", type=float, default=0.02,
                    help="entropic OT regularisation, relative to the mean pair cost")
@@ -194,7 +140,6 @@ def parse_args(argv=None):
                    help="test points for the continuous families (one ODE solve each)")
     p.add_argument("--num-train", type=int, default=100_000)
     p.add_argument("--num-test", type=int, default=50_000)
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.model is None:
         args.model = list(args.flows)
@@ -202,6 +147,7 @@ def parse_args(argv=None):
         args.steps, args.layers, args.width = min(args.steps, 150), min(args.layers, 2), 16
         args.cnf_steps, args.fm_steps = min(args.cnf_steps, 20), min(args.fm_steps, 150)
         args.diff_steps = min(args.diff_steps, 150)
+        args.diff_width, args.diff_depth = min(args.diff_width, 32), min(args.diff_depth, 2)
         args.ode_width, args.ode_depth, args.embed_dim = 16, 2, 8
         args.num_train, args.num_test, args.num_test_ode = 2000, 2000, 500
         args.batch_size = min(args.batch_size, 256)
@@ -233,7 +179,7 @@ def main(argv=None):
     key = jax.random.key(args.seed)
     results = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                "machine": machine(), "runs": []}
-    panels, trajectories = [], []
+    panels, paths = [], []
     for d_i, name in enumerate(args.dataset):
         ds = get_dataset(name)
         k_tr, k_te, k_h = jax.random.split(jax.random.fold_in(key, d_i), 3)
@@ -271,14 +217,14 @@ def main(argv=None):
                   f"{h:.4f} ± {h_se:.4f}, gap {nll - h:+.4f}, ∫q = {integral:.4f}, "
                   f"train {train_time:.1f} s")
             panels.append((name, fname, np.asarray(test[:5000]), samples, g1, g2, logq))
-            if family.trajectories is not None:
-                trajectories.append((name, fname, family.trajectories(model, k_traj,
-                                                                       100 if args.quick else 300)))
+            if family.continuous:
+                paths.append((name, fname, trajectories(model, k_traj,
+                                                        100 if args.quick else 300)))
     write_json(args.out / "results.json", results)
     print_table(results["runs"])
     make_figure(args.out, panels)
-    if trajectories:
-        make_trajectory_figure(args.out, trajectories)
+    if paths:
+        make_trajectory_figure(args.out, paths)
     return results
 
 
@@ -314,16 +260,16 @@ def make_figure(out, panels):
     plt.close(fig)
 
 
-def make_trajectory_figure(out, trajectories):
+def make_trajectory_figure(out, panels):
     """Paths x(t) from the base (grey dots) to the data (coloured dots) per family."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(trajectories), figsize=(4 * len(trajectories), 4),
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4),
                              squeeze=False)
-    for ax, (name, fname, paths) in zip(axes[0], trajectories, strict=True):
+    for ax, (name, fname, paths) in zip(axes[0], panels, strict=True):
         ax.plot(paths[:, :, 0], paths[:, :, 1], color="k", lw=0.3, alpha=0.3)
         ax.scatter(paths[0, :, 0], paths[0, :, 1], s=3, color="0.5", label="t0 (base)")
         ax.scatter(paths[-1, :, 0], paths[-1, :, 1], s=3, color="C3", label="t1 (model)")

@@ -95,9 +95,9 @@ def test_fixed_step_euler_goes_through_diffrax(x64):
 def test_round_trip_and_log_det_against_autodiff_jacobian(x64):
     flow = _mlp_flow(jax.random.key(0), rtol=1e-10, atol=1e-10)
     flow = eqx.tree_at(
-        lambda f: f.vector_field.mlp.layers[-1].weight,
+        lambda f: f.vector_field.mlp.mlp.layers[-1].weight,
         flow,
-        3 * flow.vector_field.mlp.layers[-1].weight,
+        3 * flow.vector_field.mlp.mlp.layers[-1].weight,
     )
     x = jnp.array([0.4, -0.9, 1.3])
 
@@ -144,9 +144,9 @@ def test_hutchinson_estimate_is_unbiased(x64):
     }
     flows = {
         p: eqx.tree_at(
-            lambda f: f.vector_field.mlp.layers[-1].weight,
+            lambda f: f.vector_field.mlp.mlp.layers[-1].weight,
             f,
-            3 * f.vector_field.mlp.layers[-1].weight,
+            3 * f.vector_field.mlp.mlp.layers[-1].weight,
         )
         for p, f in flows.items()
     }
@@ -174,7 +174,8 @@ def test_hutchinson_estimate_is_unbiased(x64):
 def test_density_integrates_to_one_on_a_grid():
     key = jax.random.key(6)
     field = VectorFieldMLP(key, 2, width=16, depth=2, embed_dim=8)
-    field = eqx.tree_at(lambda f: f.mlp.layers[-1].weight, field, 4 * field.mlp.layers[-1].weight)
+    last = lambda f: f.mlp.mlp.layers[-1].weight  # noqa: E731
+    field = eqx.tree_at(last, field, 4 * last(field))
     flow = Transformed(StandardNormal((2,)), ContinuousFlow(field, 2, rtol=1e-6, atol=1e-6))
     lim, n = 7.0, 120
     h = 2 * lim / n
@@ -278,7 +279,7 @@ def test_cnf_factory_and_likelihood_objective():
     flow = cnf(jax.random.key(0), 2, width=16, depth=2, embed_dim=8)
     assert flow.bijection.trace == "hutchinson"
     # perturb the zero-initialised output layer so the flow is not the identity
-    last = lambda f: f.bijection.vector_field.mlp.layers[-1].weight  # noqa: E731
+    last = lambda f: f.bijection.vector_field.mlp.mlp.layers[-1].weight  # noqa: E731
     moved = eqx.tree_at(last, flow, 0.5 * jax.random.normal(jax.random.key(9), last(flow).shape))
     x = jax.random.normal(jax.random.key(1), (64, 2))
     objective = CNFMaximumLikelihood()

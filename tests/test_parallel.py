@@ -79,6 +79,50 @@ def _compute(mesh, x64: bool, flow) -> dict:
     return out
 
 
+def _every_objective(mesh) -> dict:
+    """A few float32 steps of each stateful or data objective, on ``mesh`` or on one device:
+    FAB with its buffer, the GAN loss, the annealed ELBO, flow matching, denoising score
+    matching and MixedKL (their parameters, and FAB's buffer)."""
+    import jax
+    import optax
+
+    import physgen
+    from physgen.diffusion import DenoisingScoreMatching, diffusion_model
+    from physgen.flow_matching import FlowMatching
+    from physgen.flows import cnf, real_nvp
+    from physgen.gan import GAN, NonSaturatingLoss
+    from physgen.objectives import FAB, MixedKL
+    from physgen.targets import DoubleWell
+    from physgen.vae import ELBO, gaussian_vae
+
+    target = DoubleWell()
+    data = 1.0 + 0.5 * jax.random.normal(jax.random.key(2), (256, 2))
+    flow = real_nvp(jax.random.key(0), 2, num_layers=2, width=16)
+    cases = {
+        "fab": (flow, FAB(target, 16, num_intermediate=1, buffer_size=64, updates_per_ais=2),
+                None),
+        "gan": (GAN(2, 2, key=jax.random.key(1), width=8, depth=1), NonSaturatingLoss(), data),
+        "elbo": (gaussian_vae(jax.random.key(1), 2, 2, width=8, depth=1), ELBO(kl_warmup=2),
+                 data),
+        "fm": (cnf(jax.random.key(1), 2, width=8, depth=1, zero_init=False), FlowMatching(),
+               data),
+        "dsm": (diffusion_model(jax.random.key(1), 2, width=8, depth=1),
+                DenoisingScoreMatching(), data),
+        "mixed": (flow, MixedKL(target, 16), data),
+    }
+    out = {}
+    for name, (model, objective, d) in cases.items():
+        trained, hist, state = physgen.fit(
+            jax.random.key(3), model, objective, data=d, steps=4, chunk_size=4, batch_size=16,
+            optimizer=optax.adam(1e-2), progress=False, mesh=mesh,
+        )
+        out[f"obj_{name}_params"] = _params(trained)
+        out[f"obj_{name}_loss"] = hist["loss"]
+        if name == "fab":
+            out["obj_fab_buffer"] = np.asarray(state.objective_state.buffer.log_w)
+    return out
+
+
 def _both_precisions(mesh) -> dict:
     import jax
 
@@ -89,6 +133,7 @@ def _both_precisions(mesh) -> dict:
     try:
         flow = real_nvp(jax.random.key(0), 2, num_layers=2, width=16)  # float32
         out = _compute(mesh, False, flow)
+        out.update(_every_objective(mesh))
         out.update(_compute(mesh, True, flow))
     finally:
         jax.config.update("jax_enable_x64", previous)
@@ -159,6 +204,19 @@ def test_the_subprocess_really_used_four_devices(results):
         assert int(sharded[f"bg_devices_{p}"]) == NUM_DEVICES
         assert int(sharded[f"bg_rows_per_device_{p}"]) == 1024 // NUM_DEVICES
     assert "num_chains=6" in str(sharded["indivisible_error"])
+
+
+@pytest.mark.parametrize("name", ["fab", "gan", "elbo", "fm", "dsm", "mixed"])
+def test_every_objective_trains_on_a_mesh(results, name):
+    sharded, single = results
+    a, b = sharded[f"obj_{name}_params"], single[f"obj_{name}_params"]
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(sharded[f"obj_{name}_loss"], single[f"obj_{name}_loss"],
+                               rtol=1e-4, atol=1e-4)
+    if name == "fab":
+        np.testing.assert_allclose(sharded["obj_fab_buffer"], single["obj_fab_buffer"],
+                                   rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("p, atol", [("32", 1e-5), ("64", 1e-12)])

@@ -71,7 +71,7 @@ def _linear_vae():
         (jnp.asarray(enc_w), jnp.asarray(enc_b)),
     )
     dec = eqx.tree_at(
-        lambda d: (d.net.mlp.layers[0].weight, d.net.mlp.layers[0].bias),
+        lambda d: (d.net.net.mlp.layers[0].weight, d.net.net.mlp.layers[0].bias),
         dec,
         (jnp.asarray(dec_w), jnp.asarray(dec_b)),
     )

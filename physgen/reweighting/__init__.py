@@ -3,7 +3,11 @@ energies, every estimate with its standard error (all pure, jittable ``jnp`` fun
 
 from .._base import Estimate as Estimate
 from ._bootstrap import bootstrap as bootstrap, percentile_interval as percentile_interval
-from ._estimators import elbo as elbo, expectation as expectation, log_Z as log_Z
+from ._estimators import (
+    expectation as expectation,
+    log_Z as log_Z,
+    log_Z_lower_bound as log_Z_lower_bound,
+)
 from ._free_energy import (
     free_energy_difference as free_energy_difference,
     free_energy_profile as free_energy_profile,

@@ -1,4 +1,4 @@
-"""Self-normalised expectations, ``log Z`` and the ELBO, each with a delta-method error."""
+"""Self-normalised expectations, ``log Z`` and its lower bound, each with its standard error."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def log_Z(logw: Array) -> Estimate:
 
 
 @eqx.filter_jit
-def elbo(logw: Array) -> Estimate:
-    """``mean(log w)``: the reverse-KL lower bound ``E_q[log p̃ - log q] <= log Z``.
+def log_Z_lower_bound(logw: Array) -> Estimate:
+    """``mean(log w)``: the lower bound ``E_q[log p̃ - log q] = log Z - KL(q‖p) <= log Z``
+    (the evidence lower bound of variational inference; minus the reverse-KL loss).
 
     The standard error is ``std(log w, ddof=1)/sqrt(N)``. ``(N,)`` -> scalar ``Estimate``.
     """
