@@ -8,6 +8,7 @@ from ._ais import (
 )
 from ._base import (
     AbstractKernelSampler as AbstractKernelSampler,
+    AbstractParticleSampler as AbstractParticleSampler,
     AbstractSampler as AbstractSampler,
     EvalCounts as EvalCounts,
     KernelState as KernelState,
