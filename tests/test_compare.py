@@ -190,6 +190,8 @@ def test_bad_inputs_raise_before_any_sampling():
     with pytest.raises(ValueError, match="unique"):
         compare_samplers(jax.random.key(0), GAUSS, [("a", HMC(0.2, 3)), ("a", HMC(0.1, 3))],
                          energy_budget=1000, states=(IN_A, IN_B))
+    with pytest.raises(ValueError, match="pair of indicator functions"):
+        evals_to_reach(jax.random.key(0), GAUSS, HMC(0.2, 3), states=IN_B, exact_delta_F=1.0)
     with pytest.raises(ValueError, match="min_runs"):
         BudgetPolicy(min_runs=1)
 

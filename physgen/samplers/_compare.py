@@ -299,6 +299,9 @@ def _delta_f_from_chains(a: np.ndarray, b: np.ndarray, independent_runs: bool):
 
 
 def _stratified(run: BudgetRun, observable) -> dict:
+    if len(run.pool_counts) < 3:
+        raise ValueError("ΔF_{B−A} needs a stratified sampler over two states (in_A, in_B), "
+                         f"got {len(run.pool_counts) - 1} state(s)")
     o = np.asarray(observable(run.samples), dtype=np.float64)
     s = rw.stratified_estimate(run.log_weights, run.strata, run.pool_counts, o)
     n = int(run.num_energy_evals)
@@ -377,6 +380,15 @@ def _z(value, stderr, exact):
 
 
 # ----------------------------------------------------------------------------- public API
+def _check_states(states, required: bool) -> None:
+    if states is None and not required:
+        return
+    if not (isinstance(states, (tuple, list)) and len(states) == 2
+            and all(callable(s) for s in states)):
+        raise ValueError(f"states must be a pair of indicator functions (in_A, in_B), got "
+                         f"{states!r}")
+
+
 def _named(samplers) -> list[tuple[str, Any]]:
     pairs = list(samplers.items()) if isinstance(samplers, Mapping) else list(samplers)
     for pair in pairs:
@@ -441,6 +453,7 @@ def compare_samplers(
         ``note`` (why a sampler was skipped or what it missed).
     """
     pairs = _named(samplers)
+    _check_states(states, required=False)
     exact = exact or {}
     if observable is None:
         if states is None:
@@ -606,6 +619,7 @@ def evals_to_reach(
     if not factor > 1:
         raise ValueError(f"evals_to_reach needs factor > 1, got {factor}")
     _check_sampler(sampler)
+    _check_states(states, required=True)
     method = name or type(sampler).__name__
     log = log or (lambda *_: None)
     train, _ = _train_cost(sampler, flow_train_evals, None)
