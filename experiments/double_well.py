@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import add_device_args, machine, mesh_from_args, write_json  # noqa: E402
 
 import physgen  # noqa: E402
-from physgen import reweighting as rw  # noqa: E402
+from physgen import reweighting as rw, samplers as smp  # noqa: E402
 from physgen.diagnostics import mean_and_mcse  # noqa: E402
 from physgen.flow_matching import FlowMatching  # noqa: E402
 from physgen.flows import (  # noqa: E402
@@ -316,21 +316,29 @@ def main(argv=None):
         },
     }
     if args.compare:
-        from _compare import compare_samplers, render_rows
-
         budget = min(args.compare_budget, 20_000) if args.quick else args.compare_budget
-        rows = compare_samplers(
-            jax.random.fold_in(key, 7), target, energy_budget=budget,
-            num_chains=4 if args.quick else 8, flow=flow, flow_train_evals=train_evals,
-            flow_train_time=train_time,
-            states=(target.state_indicator_A, target.state_indicator_B),
+        states = (target.state_indicator_A, target.state_indicator_B)
+        inner = smp.HMC(0.1, 5, adapt=False)
+        samplers = {
+            "HMC (L=10, adapted)": smp.HMC(0.1, 10), "NUTS (adapted)": smp.NUTS(0.1),
+            "MALA (adapted)": smp.MALA(0.1),
+            "PT (HMC, K=6, β_min=0.1)": smp.ParallelTempering(inner, smp.geometric_ladder(6, 0.1)),
+            "tempered SMC (HMC, 4 moves)": smp.TemperedSMC(inner, num_mcmc_steps=4),
+            "BG reweighted": smp.ImportanceSampler(flow),
+            "BG stratified": smp.StratifiedImportanceSampler(flow, states),
+            "BG as IMH proposal": smp.FlowIndependenceMetropolis(flow),
+        }
+        rows = smp.compare_samplers(
+            jax.random.fold_in(key, 7), target, samplers, energy_budget=budget,
+            num_chains=4 if args.quick else 8, flow_train_evals=train_evals,
+            flow_train_time=train_time, states=states,
             exact={"observable": ref["p_B"], "delta_F": ref["delta_F_B_minus_A"]},
             initial_position=jnp.zeros(args.dim).at[0].set(ref.get("minimum_A_x1", -1.77)),
             log=None if args.no_progress else print,
         )
         results["comparison"] = {"energy_budget_per_method": budget, "observable": "1[x1 > 0]",
                                  "table": rows}
-        (args.out / "comparison.md").write_text(render_rows(rows) + "\n")
+        (args.out / "comparison.md").write_text(smp.render_comparison(rows) + "\n")
         make_comparison_figure(args.out, rows)
     results["total_time_s"] = time.perf_counter() - t_start
     write_json(args.out / "results.json", results)

@@ -9,6 +9,8 @@ import pytest
 
 from physgen.samplers import (
     HMC,
+    MALA,
+    RandomWalkMetropolis,
     ais_betas,
     annealed_importance_sampling,
 )
@@ -84,11 +86,9 @@ def test_hmc_transitions_unbiased_without_adaptation(x64):
         jax.random.key(3),
         4000,
         d,
-        "hmc",
-        step_size=0.4,
+        HMC(0.4, 3),
         adapt=False,
         num_mcmc_steps=2,
-        num_integration_steps=3,
     )
     err = float(res.log_Z.value) - LOG_Z
     assert abs(err) < 4 * float(res.log_Z.stderr) + 1e-3, (err, res.log_Z.stderr)
@@ -96,7 +96,7 @@ def test_hmc_transitions_unbiased_without_adaptation(x64):
 
 
 def test_adaptation_moves_acceptance_towards_target(x64):
-    res = _run(jax.random.key(4), 500, 4, "hmc", step_size=2.0, num_integration_steps=3)
+    res = _run(jax.random.key(4), 500, 4, HMC(2.0, 3))
     # too large a step: the step size shrinks and the acceptance rises towards 0.65
     assert res.step_size[-1] < 0.75 * res.step_size[0]
     assert res.acceptance[0] < 0.4 < res.acceptance[-1]
@@ -104,7 +104,8 @@ def test_adaptation_moves_acceptance_towards_target(x64):
 
 
 @pytest.mark.parametrize(
-    "transition, cost, grads", [("hmc", 3, True), ("mala", 1, True), ("rwm", 1, False)]
+    "transition, cost, grads",
+    [(HMC(0.1, 3), 3, True), (MALA(0.1), 1, True), (RandomWalkMetropolis(0.1), 1, False)],
 )
 def test_energy_evaluation_count_is_exact(transition, cost, grads):
     """The reported counts equal the evaluations actually made (counted by a callback)."""
@@ -125,7 +126,6 @@ def test_energy_evaluation_count_is_exact(transition, cost, grads):
             num_intermediate=ni,
             transition=transition,
             num_mcmc_steps=m,
-            num_integration_steps=3,
         )
     )(jax.random.key(1))
     jax.block_until_ready(res.log_weights)
@@ -159,11 +159,32 @@ def test_kernel_object_and_betas():
     assert np.all(np.isfinite(res.log_weights))
 
 
+def test_kernel_defaults_come_from_the_kernel():
+    """The step size starts at the kernel's own value and adapts towards the kernel's
+    optimal acceptance rate (RWM: its scale, towards 0.234)."""
+    x0 = jax.random.normal(jax.random.key(0), (200, 2))
+    rwm = RandomWalkMetropolis(0.05)
+    res = jax.jit(
+        lambda k: annealed_importance_sampling(
+            k, _f0, _f1, x0, num_intermediate=3, transition=rwm
+        )
+    )(jax.random.key(1))
+    assert float(res.step_size[0]) == pytest.approx(0.05)
+    # a tiny random-walk step is accepted too often: the scale grows
+    assert res.acceptance[0] > 0.234 and res.adapted_step_size[-1] > res.step_size[0]
+    assert int(res.num_grad_evals) == 0
+
+
 def test_bad_inputs_raise():
     x0 = jnp.zeros((8, 2))
-    with pytest.raises(ValueError, match="transition"):
+    with pytest.raises(TypeError, match="transition"):
         annealed_importance_sampling(
-            jax.random.key(0), _f0, _f1, x0, num_intermediate=2, transition="nuts"
+            jax.random.key(0), _f0, _f1, x0, num_intermediate=2, transition="hmc"
+        )
+    with pytest.raises(ValueError, match="one scalar scale"):
+        annealed_importance_sampling(
+            jax.random.key(0), _f0, _f1, x0, num_intermediate=2,
+            transition=RandomWalkMetropolis(jnp.array([0.1, 0.2])),
         )
     with pytest.raises(ValueError, match="step_size"):
         annealed_importance_sampling(

@@ -1,10 +1,12 @@
-"""The sampler comparison (experiments/_compare.py) and its benchmark script."""
+"""The budget-matched sampler comparison (physgen.samplers), stratified importance sampling
+(physgen.reweighting) and the benchmark script built on them."""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+from math import erf, log, sqrt
 from pathlib import Path
 
 import jax
@@ -13,17 +15,38 @@ import numpy as np
 import optax
 import pytest
 
+import physgen
+from physgen import reweighting as rw
+from physgen.distributions import DiagNormal
+from physgen.flows import neural_spline_flow
+from physgen.objectives import ReverseKL
+from physgen.samplers import (
+    HMC,
+    NUTS,
+    BudgetPolicy,
+    BudgetTooSmall,
+    FlowIndependenceMetropolis,
+    ImportanceSampler,
+    StratifiedImportanceSampler,
+    TemperedSMC,
+    compare_samplers,
+    estimate_run,
+    evals_to_reach,
+    render_comparison,
+    run_with_budget,
+)
+from physgen.targets import DoubleWell, Gaussian
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
 sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
 
-import _compare  # noqa: E402
 import ess_per_evaluation  # noqa: E402
 
-import physgen  # noqa: E402
-from physgen.flows import neural_spline_flow  # noqa: E402
-from physgen.objectives import ReverseKL  # noqa: E402
-from physgen.targets import DoubleWell  # noqa: E402
+GAUSS = Gaussian(np.zeros(2), cov=np.eye(2))
+IN_A = lambda x: x[..., 0] < 0.5
+IN_B = lambda x: x[..., 0] > 1.5  # the strip in between is the third stratum
+_cdf = lambda t: 0.5 * (1 + erf(t / sqrt(2)))
+P_A, P_B = _cdf(0.5), 1 - _cdf(1.5)
 
 
 def test_quick_benchmark_writes_one_row_per_method_per_target(tmp_path):
@@ -34,18 +57,15 @@ def test_quick_benchmark_writes_one_row_per_method_per_target(tmp_path):
     )
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert set(on_disk["targets"]) == set(chosen)
-    labels = None
     for name, entry in on_disk["targets"].items():
         rows = entry["table"]
-        assert [r["key"] for r in rows] == list(_compare.DEFAULT_METHODS), name
-        if labels is None:
-            labels = [r["method"] for r in rows]
+        assert [r["key"] for r in rows] == list(ess_per_evaluation.DEFAULT_METHODS), name
         for r in rows:
             evals = r["num_energy_evals"]
             assert isinstance(evals, int) and evals > 0, (name, r)
             assert math.isfinite(evals) and math.isfinite(r["total_energy_evals"])
             assert r["total_energy_evals"] == evals + r["train_energy_evals"]
-            if r["key"] in _compare.BG_METHODS:
+            if r["key"] in ess_per_evaluation.BG_METHODS:
                 assert r["train_energy_evals"] > 0
             else:
                 assert r["train_energy_evals"] == 0
@@ -70,24 +90,23 @@ def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     steps, batch = 400, 128
     flow = neural_spline_flow(jax.random.key(1), 2, num_layers=3, width=24, num_bins=8,
                               interval=6.0)
-    flow, _ = physgen.fit(
+    fitted = physgen.fit(
         jax.random.key(2), flow, ReverseKL(target, batch, path_gradient=True), steps=steps,
         optimizer=optax.adam(optax.cosine_decay_schedule(3e-3, steps, alpha=0.01)),
         progress=False, chunk_size=100,
     )
-    rows = _compare.compare_samplers(
-        jax.random.key(3), target, energy_budget=20_000, num_chains=4, flow=flow,
+    samplers = {"HMC": HMC(0.1, 10), "BG reweighted": ImportanceSampler(fitted[0])}
+    rows = compare_samplers(
+        jax.random.key(3), target, samplers, energy_budget=20_000, num_chains=4,
         flow_train_evals=steps * batch, states=states, exact=exact,
-        initial_position=jnp.array([ref["minimum_A_x1"], 0.0]),
-        methods=["HMC", "BG reweighted"], log=None,
+        initial_position=jnp.array([ref["minimum_A_x1"], 0.0]), log=None,
     )
     hmc, bg = rows
     assert hmc["num_energy_evals"] <= 20_000 and bg["num_energy_evals"] == 20_000
-    assert bg["train_energy_evals"] == steps * batch
+    assert hmc["train_energy_evals"] == 0 and bg["train_energy_evals"] == steps * batch
     assert bg["total_energy_evals"] == 20_000 + steps * batch
 
-    never_visited = hmc["chains_visiting_B"] == 0
-    if never_visited:
+    if hmc["chains_visiting_B"] == 0:
         assert hmc["estimate"] == 0.0 and hmc["ess"] is None
         assert hmc["delta_F"]["value"] == math.inf
     else:
@@ -97,7 +116,7 @@ def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     assert abs(bg["delta_F"]["z_score"]) < 3, bg
     assert bg["ess"] > 1000  # Kish ESS of the reweighted flow samples
 
-    text = _compare.render_rows(rows)
+    text = render_comparison(rows)
     assert "BG reweighted" in text and "HMC" in text
 
 
@@ -105,45 +124,96 @@ def test_evals_to_reach_reports_not_reached_within_cap():
     """A trapped HMC cannot reach se(ΔF) ≤ 0.05 kT: reported honestly at a small cap."""
     target = DoubleWell(dim=2)
     ref = target.references()
-    out = _compare.evals_to_reach(
-        jax.random.key(0), target, "HMC",
+    out = evals_to_reach(
+        jax.random.key(0), target, HMC(0.1, 10), name="HMC",
         states=(target.state_indicator_A, target.state_indicator_B),
         exact_delta_F=ref["delta_F_B_minus_A"], start_budget=8_000, cap=15_000, num_chains=4,
         initial_position=jnp.array([ref["minimum_A_x1"], 0.0]), log=None,
     )
+    assert out["method"] == "HMC"
     assert out["reached"] is False and out["total_energy_evals"] is None
     assert [h["budget"] for h in out["history"]] == [8_000]
 
 
+# ----------------------------------------------------------------------------- budgets
+def test_each_kind_of_sampler_spends_the_budget_it_is_given():
+    """Fixed cost per transition: init + warm-up overhead + transitions fill the budget to
+    within one transition per chain; variable cost and particle runs overshoot by at most
+    one chunk or run; importance samplers spend it exactly; proposal chains cost flow
+    evaluations too. A budget that cannot pay for warm-up is refused."""
+    budget, chains, policy = 3000, 2, BudgetPolicy(num_particles=16)
+    proposal = DiagNormal(jnp.zeros(2), 1.3 * jnp.ones(2))
+    x0 = jnp.array([0.3, -0.2])
+
+    hmc = run_with_budget(jax.random.key(0), HMC(0.2, 3), GAUSS, budget, num_chains=chains,
+                          initial_position=x0, policy=policy)
+    assert budget - chains * 3 < hmc.num_energy_evals <= budget
+    warm = hmc.info["num_warmup"]
+    assert hmc.num_energy_evals == chains * (2 + 3 * (warm + hmc.samples.shape[1]))
+    assert hmc.samples.shape[0] == chains and len(hmc.info["step_size"]) == chains
+    assert hmc.log_weights is None and not hmc.independent_runs
+
+    imh = run_with_budget(jax.random.key(1), FlowIndependenceMetropolis(proposal), GAUSS,
+                          budget, num_chains=chains, policy=policy)
+    assert imh.num_energy_evals == budget and imh.num_flow_evals == budget
+
+    nuts = run_with_budget(jax.random.key(2), NUTS(0.5), GAUSS, budget, num_chains=chains,
+                           initial_position=x0, policy=policy)
+    assert budget // 2 < nuts.num_energy_evals < 2 * budget
+    assert nuts.info["mean_evals_per_transition"] >= 1
+
+    smc = run_with_budget(jax.random.key(3), TemperedSMC(HMC(0.3, 2, adapt=False),
+                                                         num_mcmc_steps=2),
+                          GAUSS, budget, policy=policy)
+    assert smc.independent_runs and smc.samples.shape[1:] == (16, 2)
+    assert smc.samples.shape[0] == smc.info["num_runs"] >= 2
+    assert budget // 2 < smc.num_energy_evals < 2 * budget
+
+    weighted = run_with_budget(jax.random.key(4), ImportanceSampler(proposal, batch_size=1024),
+                               GAUSS, budget)
+    assert weighted.num_energy_evals == budget == weighted.log_weights.shape[0]
+
+    with pytest.raises(BudgetTooSmall, match="warm-up"):
+        run_with_budget(jax.random.key(0), HMC(0.2, 3), GAUSS, 100, num_chains=chains)
+
+
+def test_bad_inputs_raise_before_any_sampling():
+    with pytest.raises(TypeError, match="AbstractSampler"):
+        run_with_budget(jax.random.key(0), "HMC", GAUSS, 1000)
+    with pytest.raises(ValueError, match="energy_budget"):
+        run_with_budget(jax.random.key(0), HMC(0.2, 3), GAUSS, 0)
+    with pytest.raises(TypeError, match="'HMC'"):
+        compare_samplers(jax.random.key(0), GAUSS, {"HMC": "HMC"}, energy_budget=1000,
+                         states=(IN_A, IN_B))
+    with pytest.raises(ValueError, match="observable or states"):
+        compare_samplers(jax.random.key(0), GAUSS, {"HMC": HMC(0.2, 3)}, energy_budget=1000)
+    with pytest.raises(ValueError, match="unique"):
+        compare_samplers(jax.random.key(0), GAUSS, [("a", HMC(0.2, 3)), ("a", HMC(0.1, 3))],
+                         energy_budget=1000, states=(IN_A, IN_B))
+    with pytest.raises(ValueError, match="pair of indicator functions"):
+        evals_to_reach(jax.random.key(0), GAUSS, HMC(0.2, 3), states=IN_B, exact_delta_F=1.0)
+    with pytest.raises(ValueError, match="min_runs"):
+        BudgetPolicy(min_runs=1)
+
+
+# ----------------------------------------------------------------------------- stratified
 def test_stratified_importance_sampling_is_calibrated_and_counts_evaluations():
-    """'BG stratified' on a Gaussian target with a wider Gaussian proposal: p_B and ΔF_{B−A}
-    against the exact normal CDF values, errors calibrated over seeds (z-scores), and the
-    energy evaluations equal the budget (pool draws are flow evaluations only)."""
-    from math import erf, log, sqrt
-
-    from physgen.distributions import DiagNormal
-    from physgen.targets import Gaussian
-
-    target = Gaussian(np.zeros(2), cov=np.eye(2))
+    """Stratified sampling on a Gaussian target with a wider Gaussian proposal: p_B and
+    ΔF_{B−A} against the exact normal CDF values, errors calibrated over seeds (z-scores),
+    and the energy evaluations equal the budget (pool draws are flow evaluations only)."""
     proposal = DiagNormal(jnp.array([0.2, 0.0]), jnp.array([1.4, 1.2]))
-    in_a = lambda x: x[..., 0] < 0.5
-    in_b = lambda x: x[..., 0] > 1.5  # the strip in between is the third stratum
-    cdf = lambda t: 0.5 * (1 + erf(t / sqrt(2)))
-    p_a, p_b = cdf(0.5), 1 - cdf(1.5)
-    settings = _compare.SamplerSettings(strat_pool=1 << 16)
+    sampler = StratifiedImportanceSampler(proposal, (IN_A, IN_B), pool_size=1 << 16)
     budget = 600
     zs_f, zs_p = [], []
     for seed in range(12):
-        run, _ = _compare.run_method(jax.random.key(seed), target, "BG stratified", budget,
-                                     flow=proposal, states=(in_a, in_b), settings=settings,
-                                     time_it=False)
+        run = run_with_budget(jax.random.key(seed), sampler, GAUSS, budget)
         assert run.num_energy_evals == budget
         assert run.num_flow_evals == (1 << 16) + budget
-        assert sorted(run.info["weighted_A_B_rest"]) == [200, 200, 200]
-        est = _compare._estimate(run, in_b, (in_a, in_b))
-        zs_p.append((est["estimate"] - p_b) / est["error"])
+        assert sorted(run.info["weighted_counts"]) == [200, 200, 200]
+        est = estimate_run(run, IN_B, (IN_A, IN_B))
+        zs_p.append((est["estimate"] - P_B) / est["error"])
         d = est["delta_F"]
-        zs_f.append((d["value"] + log(p_b / p_a)) / d["stderr"])
+        zs_f.append((d["value"] + log(P_B / P_A)) / d["stderr"])
     for zs in (np.array(zs_f), np.array(zs_p)):
         assert np.all(np.abs(zs) < 4), zs
         assert abs(zs.mean()) < 3 / sqrt(zs.size) + 0.3, zs
@@ -151,16 +221,45 @@ def test_stratified_importance_sampling_is_calibrated_and_counts_evaluations():
 
 
 def test_stratified_needs_states_and_enough_samples():
-    from physgen.distributions import DiagNormal
-    from physgen.targets import Gaussian
-
-    target = Gaussian(np.zeros(2), cov=np.eye(2))
     proposal = DiagNormal(jnp.zeros(2), jnp.ones(2))
-    with pytest.raises(ValueError, match="needs states"):
-        _compare.run_method(jax.random.key(0), target, "BG stratified", 1000, flow=proposal,
-                            time_it=False)
+    with pytest.raises(TypeError, match="states"):
+        StratifiedImportanceSampler(proposal, ())
     far = (lambda x: x[..., 0] < 0, lambda x: x[..., 0] > 9.0)  # B never drawn
-    with pytest.raises(_compare.BudgetTooSmall, match="weighted samples"):
-        _compare.run_method(jax.random.key(0), target, "BG stratified", 1000, flow=proposal,
-                            states=far, settings=_compare.SamplerSettings(strat_pool=4096),
-                            time_it=False)
+    with pytest.raises(BudgetTooSmall, match="weighted samples"):
+        run_with_budget(jax.random.key(0),
+                        StratifiedImportanceSampler(proposal, far, pool_size=4096), GAUSS, 1000)
+
+
+def test_stratified_estimate_reduces_to_reweighting_and_has_the_stated_covariance():
+    """One stratum: the self-normalised estimate and its delta-method error. Several: the
+    per-stratum log Z and Cov(log Z_S, log Z_T) = δ_ST Var(w_S)/(n_S w̄_S²) + (δ_ST/q_S − 1)/M
+    by hand."""
+    rng = np.random.default_rng(0)
+    logw = rng.normal(size=500)
+    f = rng.normal(size=500)
+    one = rw.stratified_estimate(logw, np.zeros(500, int), np.array([10_000]), f)
+    ref = rw.expectation(jnp.asarray(logw), jnp.asarray(f))
+    assert one.mean == pytest.approx(float(ref.value), rel=1e-5)
+    assert math.sqrt(one.mean_var) == pytest.approx(float(ref.stderr), rel=1e-4)
+    assert one.log_Z[0] == pytest.approx(np.log(np.mean(np.exp(logw))))
+
+    strata = np.repeat([0, 1, 2], [200, 250, 50])
+    counts, M = np.array([6000, 3000, 1000]), 10_000
+    s = rw.stratified_estimate(logw, strata, counts, f)
+    w = np.exp(logw)
+    for k in range(3):
+        wk = w[strata == k]
+        assert s.log_Z[k] == pytest.approx(np.log(counts[k] / M * wk.mean()))
+        assert s.log_Z_cov[k, k] == pytest.approx(
+            wk.var(ddof=1) / (wk.size * wk.mean() ** 2) + (M / counts[k] - 1) / M)
+    assert s.log_Z_cov[0, 1] == pytest.approx(-1 / M)
+    value, stderr = s.free_energy_difference(0, 1)
+    assert value == pytest.approx(-(s.log_Z[1] - s.log_Z[0]))
+    assert stderr**2 == pytest.approx(s.log_Z_cov[0, 0] + s.log_Z_cov[1, 1] + 2 / M)
+    # a stratum without weighted draws has no estimate
+    empty = rw.stratified_estimate(logw[:200], strata[:200], counts)
+    assert np.isnan(empty.log_Z[1]) and math.isnan(empty.mean)
+    with pytest.raises(ValueError, match="strata must lie"):
+        rw.stratified_estimate(logw, strata + 1, counts)
+    with pytest.raises(FloatingPointError):
+        rw.stratified_estimate(np.full(3, np.nan), np.zeros(3, int), counts)

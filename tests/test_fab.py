@@ -32,7 +32,7 @@ def test_fab_gradient_matches_quadrature(x64):
     target = DoubleWell(dim=1, a2=3.0, a1=0.5)
     model = DiagNormal(jnp.asarray([0.4]), jnp.asarray([1.3]))
     fab = FAB(target, 2000, transition=HMC(0.5, 3, adapt=False), num_intermediate=3,
-              step_size=0.5, num_mcmc_steps=2)
+              num_mcmc_steps=2)
     exact = _quadrature_grad(model, target)
 
     @jax.jit

@@ -239,6 +239,24 @@ def test_evaluation_counts_are_exact(name):
         assert res2.num_grad_evals == _COUNTER["grad"]
 
 
+@pytest.mark.parametrize("name", ["hmc", "hmc_fixed", "mala", "rwm", "flow_imh", "pt_mala"])
+def test_stated_costs_predict_the_counts(name):
+    """init + warm-up overhead + transitions × cost per transition, per chain, exactly."""
+    factory, chains = COUNT_CASES[name]
+    sampler = factory()
+    res = run_mcmc(jax.random.key(3), sampler, CorrelatedGaussian(), num_chains=chains,
+                   num_samples=6, num_warmup=25, thinning=2)
+    per_chain = (sampler.init_evals().energy + sampler.warmup_overhead_evals()
+                 + sampler.transition_evals() * (25 + 6 * 2))
+    assert res.num_energy_evals == chains * per_chain
+
+
+def test_variable_costs_are_not_stated():
+    assert NUTS(0.5).transition_evals() is None
+    assert ParallelTempering(NUTS(0.5), geometric_ladder(3, 0.3)).transition_evals() is None
+    assert TemperedSMC(HMC(0.3, 3, adapt=False)).transition_evals() is None
+
+
 # ------------------------------------------------------------------ results and errors
 def test_result_container_and_continuation():
     target = CorrelatedGaussian()

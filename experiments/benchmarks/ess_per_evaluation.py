@@ -37,22 +37,18 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import machine, write_json  # noqa: E402
-from _compare import (  # noqa: E402
-    BG_METHODS,
-    DEFAULT_METHODS,
-    SamplerSettings,
-    compare_samplers,
-    evals_to_reach,
-    render_rows,
-)
 
 import physgen  # noqa: E402
+from physgen import samplers as smp  # noqa: E402
 from physgen.distributions import DiagNormal  # noqa: E402
 from physgen.flows import neural_spline_flow  # noqa: E402
 from physgen.objectives import ReverseKL  # noqa: E402
 from physgen.targets import DoubleWell, GaussianMixture, ManyWell  # noqa: E402
 
 TARGETS = ("double_well", "gmm", "many_well")
+MCMC_METHODS = ("HMC", "NUTS", "MALA", "PT", "SMC")
+BG_METHODS = ("BG reweighted", "BG stratified", "BG as IMH proposal")
+DEFAULT_METHODS = MCMC_METHODS + BG_METHODS
 # (steps, batch size) of reverse-KL training per target; each evaluates the energy once per
 # sample, so training costs steps × batch energy evaluations
 TRAINING = {"double_well": (100, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
@@ -125,8 +121,32 @@ def _gmm_exact(target, states, half_width=8.0, n=1601):
             "quadrature_total_mass": float(total)}
 
 
+def make_samplers(cfg: dict, methods, flow, states, quick: bool) -> dict:
+    """``{method: (label, sampler)}`` for the chosen methods. ``cfg``: ``step_size`` (start of
+    the adapted HMC/NUTS/MALA, fixed in the tempered inner HMC), ``pt_replicas``,
+    ``pt_beta_min``, ``smc_reference_scale``; HMC takes 10 leapfrog steps, the tempered
+    inner HMC 5, SMC 4 moves per tempering step."""
+    s, k, b = cfg["step_size"], cfg["pt_replicas"], cfg["pt_beta_min"]
+    inner = smp.HMC(s, 5, adapt=False)
+    make = {
+        "HMC": lambda: ("HMC (L=10, adapted)", smp.HMC(s, 10)),
+        "NUTS": lambda: ("NUTS (adapted)", smp.NUTS(s)),
+        "MALA": lambda: ("MALA (adapted)", smp.MALA(s)),
+        "PT": lambda: (f"PT (HMC, K={k}, β_min={b:g})",
+                       smp.ParallelTempering(inner, smp.geometric_ladder(k, b))),
+        "SMC": lambda: ("tempered SMC (HMC, 4 moves)", smp.TemperedSMC(
+            inner, num_mcmc_steps=4, reference_scale=cfg["smc_reference_scale"])),
+        "BG reweighted": lambda: ("BG reweighted", smp.ImportanceSampler(flow)),
+        "BG stratified": lambda: ("BG stratified", smp.StratifiedImportanceSampler(
+            flow, states, pool_size=1 << 16 if quick else 1 << 20)),
+        "BG as IMH proposal": lambda: ("BG as IMH proposal",
+                                       smp.FlowIndependenceMetropolis(flow)),
+    }
+    return {m: make[m]() for m in methods}
+
+
 def make_problem(name: str):
-    """``(target, states, exact, start, settings, flow_base, description)``."""
+    """``(target, states, exact, start, sampler settings, flow_base, description)``."""
     if name == "double_well":
         t = DoubleWell(dim=2)
         ref = t.references()
@@ -134,7 +154,7 @@ def make_problem(name: str):
         exact = {"p_A": ref["p_A"], "p_B": ref["p_B"],
                  "delta_F_B_minus_A": ref["delta_F_B_minus_A"]}
         start = jnp.array([ref["minimum_A_x1"], 0.0])
-        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.1, smc_reference_scale=3.0)
+        settings = dict(step_size=0.1, pt_replicas=6, pt_beta_min=0.1, smc_reference_scale=3.0)
         desc = ("DoubleWell(dim=2), a4,a2,a1,k = 1,6,1,1; A: x1<0, B: x1>0; barrier from A "
                 f"{ref['barrier_height_from_A']:.2f} kT")
         return t, states, exact, start, settings, None, desc
@@ -151,8 +171,7 @@ def make_problem(name: str):
         states = (in_a, in_b)
         exact = _gmm_exact(t, states)
         start = jnp.asarray(t.means[0])
-        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.05, pt_replicas=8,
-                                   smc_reference_scale=4.0)
+        settings = dict(step_size=0.1, pt_replicas=8, pt_beta_min=0.05, smc_reference_scale=4.0)
         base = DiagNormal(jnp.zeros(2), 2.5 * jnp.ones(2))
         desc = ("GaussianMixture: 3 modes, σ=0.5, weights 0.5/0.3/0.2; A: mode 0, B: mode 1 "
                 "(most responsible component)")
@@ -171,7 +190,7 @@ def make_problem(name: str):
         p_b = ref["p_x_positive"]
         exact = {"p_A": 1.0 - p_b, "p_B": p_b, "delta_F_B_minus_A": -math.log(p_b / (1 - p_b))}
         start = t.mode_centres()[0]  # every pair in its left well
-        settings = SamplerSettings(step_size=0.1, pt_beta_min=0.1, smc_reference_scale=3.0)
+        settings = dict(step_size=0.1, pt_replicas=6, pt_beta_min=0.1, smc_reference_scale=3.0)
         desc = ("ManyWell(dim=8): 16 modes; A: x0<0, B: x0>0 (first pair); chains start in "
                 "the all-left mode")
         return t, states, exact, start, settings, None, desc
@@ -188,8 +207,8 @@ def train_flow(key, target, base, args, steps: int, batch_size: int):
     objective = ReverseKL(target, batch_size, forward_weight=1.0)
     t0 = time.perf_counter()
     flow, history, _ = physgen.fit(k_fit, flow, objective, steps=steps, optimizer=optimizer,
-                                batch_size=batch_size, progress=not args.no_progress,
-                                chunk_size=min(100, steps))
+                                   batch_size=batch_size, progress=not args.no_progress,
+                                   chunk_size=min(100, steps))
     train_time = time.perf_counter() - t0
     loss = history["loss"]
     return flow, {
@@ -232,8 +251,7 @@ def main(argv=None):
     for ti, name in enumerate(args.targets):
         print(f"[{name}] setting up", flush=True)
         target, states, exact, start, settings, base, desc = make_problem(name)
-        if args.quick:
-            settings = dataclasses.replace(settings, smc_particles=16, strat_pool=1 << 16)
+        policy = smp.BudgetPolicy(num_particles=16 if args.quick else 64)
         k_t = jax.random.fold_in(key, ti)
         k_flow, k_cmp, k_reach = jax.random.split(k_t, 3)
         flow, train = None, None
@@ -248,17 +266,21 @@ def main(argv=None):
                   f"{train['train_time_s_incl_compile']:.1f} s", flush=True)
         print(f"[{name}] comparing {len(args.methods)} methods at {args.budget:,} energy "
               f"evaluations each", flush=True)
-        rows = compare_samplers(
-            k_cmp, target, energy_budget=args.budget, num_chains=args.chains, flow=flow,
-            flow_train_evals=train["num_energy_evals"] if train else 0,
+        samplers = make_samplers(settings, args.methods, flow, states, args.quick)
+        rows = smp.compare_samplers(
+            k_cmp, target, dict(samplers.values()), energy_budget=args.budget,
+            num_chains=args.chains, flow_train_evals=train["num_energy_evals"] if train else 0,
             flow_train_time=train["train_time_s_incl_compile"] if train else None,
             states=states, exact={"observable": exact["p_B"],
                                   "delta_F": exact["delta_F_B_minus_A"]},
-            initial_position=start, methods=args.methods, settings=settings,
+            initial_position=start, policy=policy,
         )
-        table = render_rows(rows, fmt="text")
+        for row, m in zip(rows, samplers, strict=True):
+            row["key"] = m
+        table = smp.render_comparison(rows, fmt="text")
         print(table, flush=True)
-        entry = {"description": desc, "exact": exact, "settings": vars(settings),
+        entry = {"description": desc, "exact": exact,
+                 "settings": {**settings, **dataclasses.asdict(policy)},
                  "flow_training": train, "table": rows, "table_text": table}
         if args.reach == "all" or args.reach == name:
             print(f"[{name}] evaluations to reach se(ΔF) <= {args.se_target} kT within 3 se "
@@ -266,13 +288,13 @@ def main(argv=None):
                   f"{args.reach_cap:,})",
                   flush=True)
             entry["evals_to_reach"] = [
-                evals_to_reach(
-                    jax.random.fold_in(k_reach, i), target, m, states=states,
-                    exact_delta_F=exact["delta_F_B_minus_A"], se_target=args.se_target,
-                    start_budget=args.reach_start, cap=args.reach_cap, num_chains=args.chains,
-                    factor=args.reach_factor,
-                    flow=flow, flow_train_evals=train["num_energy_evals"] if train else 0,
-                    initial_position=start, settings=settings,
+                smp.evals_to_reach(
+                    jax.random.fold_in(k_reach, i), target, samplers[m][1], name=m,
+                    states=states, exact_delta_F=exact["delta_F_B_minus_A"],
+                    se_target=args.se_target, start_budget=args.reach_start,
+                    cap=args.reach_cap, num_chains=args.chains, factor=args.reach_factor,
+                    flow_train_evals=train["num_energy_evals"] if train else 0,
+                    initial_position=start, policy=policy,
                 )
                 for i, m in enumerate(args.methods)
             ]

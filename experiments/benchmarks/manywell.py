@@ -212,7 +212,6 @@ def fab_objective(method, args, target, fab_kw):
         args.batch,
         transition=HMC(fab_kw["step_size"], args.leapfrog, adapt=False),
         num_intermediate=args.num_intermediate,
-        step_size=fab_kw["step_size"],
         buffer_size=args.buffer_size if buffered else None,
         updates_per_ais=args.updates_per_ais,
     )

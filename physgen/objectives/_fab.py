@@ -66,8 +66,8 @@ class FAB(AbstractObjective):
     sampling from ``f₀ = q`` to ``f₁ = p̃²/q``
     (:func:`physgen.samplers.annealed_importance_sampling`, path ``q^{1-2b} p̃^{2b}``,
     ``num_intermediate`` intermediate densities, ``num_mcmc_steps`` transitions of
-    ``transition`` each; its step size starts at ``step_size`` and is adapted from run to
-    run, carried in the :class:`FABState`).
+    ``transition`` each, default ``HMC(0.1, 5)``; its step size starts at the kernel's and
+    is adapted from run to run, carried in the :class:`FABState`).
 
     - Without a buffer (``buffer_size=None``, Algorithm 1 of Midgley et al. 2023): every step
       runs AIS and takes one gradient step on the surrogate ``S(θ) = -Σ_i w̄_i log q_θ(x_i)``,
@@ -93,7 +93,6 @@ class FAB(AbstractObjective):
     num_samples: int
     transition: AbstractKernelSampler
     num_intermediate: int
-    step_size: float
     num_mcmc_steps: int
     spacing: str
     adapt: bool
@@ -111,7 +110,6 @@ class FAB(AbstractObjective):
         *,
         transition: AbstractKernelSampler | None = None,
         num_intermediate: int = 2,
-        step_size: float = 0.1,
         num_mcmc_steps: int = 1,
         spacing: str = "linear",
         adapt: bool = True,
@@ -126,14 +124,12 @@ class FAB(AbstractObjective):
             raise ValueError(f"FAB needs num_samples >= 2, got {num_samples}")
         if int(num_intermediate) < 0:
             raise ValueError(f"num_intermediate must be >= 0, got {num_intermediate}")
-        transition = HMC(step_size, 5, adapt=False) if transition is None else transition
-        if not isinstance(transition, AbstractKernelSampler):
+        transition = HMC(0.1, 5, adapt=False) if transition is None else transition
+        if not (isinstance(transition, AbstractKernelSampler) and transition.transition_evals()):
             raise TypeError(
-                "transition must be a kernel sampler (HMC, MALA, RandomWalkMetropolis), got "
-                f"{type(transition).__name__}"
+                "transition must be a kernel sampler of fixed cost (HMC, MALA, "
+                f"RandomWalkMetropolis), got {type(transition).__name__}"
             )
-        if not step_size > 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
         if buffer_size is None:
             if batch_size is not None or min_buffer_size is not None:
                 raise ValueError("batch_size and min_buffer_size apply to buffer samples: "
@@ -146,7 +142,6 @@ class FAB(AbstractObjective):
         self.num_samples = int(num_samples)
         self.transition = transition
         self.num_intermediate = int(num_intermediate)
-        self.step_size = float(step_size)
         self.num_mcmc_steps = int(num_mcmc_steps)
         self.spacing = spacing
         self.adapt = bool(adapt)
@@ -166,9 +161,7 @@ class FAB(AbstractObjective):
     def energy_evals_per_ais(self) -> int:
         """Exact target energy evaluations of one AIS run of ``num_samples`` chains."""
         k = self.num_intermediate + 1
-        per_transition = (
-            self.transition.num_integration_steps if isinstance(self.transition, HMC) else 1
-        )
+        per_transition = self.transition.transition_evals()
         return self.num_samples * (k + (k - 1) * self.num_mcmc_steps * per_transition)
 
     def num_fill_runs(self) -> int:
@@ -180,7 +173,7 @@ class FAB(AbstractObjective):
     def ais(self, model, key: Key, step_size: Array | float | None = None) -> AISResult:
         """AIS from ``q`` (parameters stopped) to ``p̃²/q``; ``num_samples`` chains.
 
-        ``step_size`` scalar or ``(num_intermediate,)`` overrides ``self.step_size``.
+        ``step_size`` scalar or ``(num_intermediate,)`` overrides the kernel's.
         Returned ``samples``/``log_weights`` are finite: chains whose weight or position is
         not finite get weight zero (``-inf``) and position zero.
         """
@@ -205,7 +198,7 @@ class FAB(AbstractObjective):
             log_q0,
             num_intermediate=self.num_intermediate,
             transition=self.transition,
-            step_size=self.step_size if step_size is None else step_size,
+            step_size=step_size,
             num_mcmc_steps=self.num_mcmc_steps,
             adapt=self.adapt,
             target_acceptance_rate=self.target_acceptance_rate,
@@ -281,7 +274,7 @@ def _init_fab_state(objective: FAB, model, key: Key) -> FABState:
     dtype = jnp.result_type(float)
     zero = jnp.zeros((), dtype)
     state = FABState(
-        jnp.full((objective.num_intermediate,), objective.step_size, dtype),
+        jnp.full((objective.num_intermediate,), objective.transition.tuned_value(), dtype),
         None if objective.buffer_size is None
         else ReplayBuffer.empty(objective.buffer_size, model.shape, dtype),
         jnp.zeros((), jnp.int32),

@@ -1,5 +1,7 @@
 """Samplers over targets: BlackJAX-backed MCMC kernels, flow independence Metropolis,
-parallel tempering and adaptive tempered SMC, run by one verb, :func:`run_mcmc`."""
+parallel tempering and adaptive tempered SMC, run by one verb, :func:`run_mcmc`; importance
+samplers over a flow; annealed importance sampling; and the budget-matched comparison of
+samplers, :func:`compare_samplers`."""
 
 from ._ais import (
     AISResult as AISResult,
@@ -7,14 +9,32 @@ from ._ais import (
     annealed_importance_sampling as annealed_importance_sampling,
 )
 from ._base import (
+    AbstractImportanceSampler as AbstractImportanceSampler,
     AbstractKernelSampler as AbstractKernelSampler,
+    AbstractParticleSampler as AbstractParticleSampler,
+    AbstractProposalSampler as AbstractProposalSampler,
     AbstractSampler as AbstractSampler,
+    BudgetTooSmall as BudgetTooSmall,
     EvalCounts as EvalCounts,
     KernelState as KernelState,
     StepInfo as StepInfo,
+    WeightedSamples as WeightedSamples,
+)
+from ._compare import (
+    BudgetPolicy as BudgetPolicy,
+    BudgetRun as BudgetRun,
+    compare_samplers as compare_samplers,
+    estimate_run as estimate_run,
+    evals_to_reach as evals_to_reach,
+    render_comparison as render_comparison,
+    run_with_budget as run_with_budget,
 )
 from ._hmc import HMC as HMC
 from ._imh import FlowIndependenceMetropolis as FlowIndependenceMetropolis, IMHState as IMHState
+from ._importance import (
+    ImportanceSampler as ImportanceSampler,
+    StratifiedImportanceSampler as StratifiedImportanceSampler,
+)
 from ._mala import MALA as MALA
 from ._nuts import NUTS as NUTS
 from ._run import MCMCResult as MCMCResult, run_mcmc as run_mcmc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,12 +12,10 @@ import numpy as np
 from .._base import Array, Estimate, Key
 from ..reweighting._estimators import log_Z as _log_Z_estimate
 from ..reweighting._weights import ess_fraction as _ess_fraction
-from ._base import AbstractKernelSampler
+from ._base import AbstractKernelSampler, AbstractSampler
 from ._hmc import HMC
-from ._mala import MALA
-from ._rwm import RandomWalkMetropolis
 
-_DEFAULT_ACCEPTANCE = {HMC: 0.65, MALA: 0.574, RandomWalkMetropolis: 0.234}
+_DEFAULT_TRANSITION = HMC(0.1, 5, adapt=False)
 
 
 class AISResult(NamedTuple):
@@ -51,46 +49,20 @@ class AISResult(NamedTuple):
     betas: Array
 
 
-def _make_kernel(transition, num_integration_steps):
+def _check_transition(transition):
     if isinstance(transition, AbstractKernelSampler):
         return transition
-    if callable(transition):
+    if callable(transition) and not isinstance(transition, AbstractSampler):
         return None
-    s = 0.1  # placeholder: the step size of every intermediate is set by the run
-    with jax.ensure_compile_time_eval():  # constructors check their values eagerly
-        return _string_kernel(transition, s, num_integration_steps)
-
-
-def _string_kernel(transition, s, num_integration_steps):
-    if transition == "hmc":
-        return HMC(s, num_integration_steps, adapt=False)
-    if transition == "mala":
-        return MALA(s, adapt=False)
-    if transition == "rwm":
-        return RandomWalkMetropolis(s, adapt=False)
-    raise ValueError(
-        f"transition must be 'hmc', 'mala', 'rwm', a kernel sampler (HMC, MALA, "
-        f"RandomWalkMetropolis) or a callable (key, x, beta) -> x', got {transition!r}"
+    raise TypeError(
+        "transition must be a kernel sampler (HMC, MALA, NUTS, RandomWalkMetropolis) or a "
+        f"callable (key, x, beta) -> x', got {transition!r}"
     )
-
-
-def _tunable(kernel) -> str:
-    return "scale" if isinstance(kernel, RandomWalkMetropolis) else "step_size"
 
 
 def _initial_step(kernel, step_size, num_intermediate: int, dtype) -> Array:
     if step_size is None:
-        if kernel is None:
-            base = 1.0
-        elif not isinstance(kernel, AbstractKernelSampler):  # pragma: no cover
-            base = 0.1
-        elif isinstance(kernel, RandomWalkMetropolis):
-            if kernel.scale.ndim:
-                raise ValueError("AIS adapts one scalar RWM scale: give a scalar scale")
-            base = float(kernel.scale)
-        else:
-            base = kernel.step_size
-        step_size = base
+        step_size = 1.0 if kernel is None else kernel.tuned_value()
     s = jnp.asarray(step_size, dtype)
     if s.ndim == 0:
         s = jnp.full((num_intermediate,), s, dtype)
@@ -129,10 +101,9 @@ def annealed_importance_sampling(
     log_q0: Array | None = None,
     *,
     num_intermediate: int,
-    transition: Any = "hmc",
+    transition: AbstractKernelSampler | Callable[[Key, Array, Array], Array] = _DEFAULT_TRANSITION,
     step_size=None,
     num_mcmc_steps: int = 1,
-    num_integration_steps: int = 5,
     adapt: bool = True,
     target_acceptance_rate: float | None = None,
     adaptation_rate: float = 0.5,
@@ -159,15 +130,16 @@ def annealed_importance_sampling(
         x0: ``(N, *event_shape)`` exact samples of ``f₀``.
         log_q0: optional ``(N,)`` values of ``log f₀(x0)`` (e.g. from a flow's
             ``sample_and_log_prob``); evaluated if ``None``.
-        transition: ``"hmc"``, ``"mala"``, ``"rwm"``, a kernel sampler object (its BlackJAX
-            kernel is used with fixed parameters; its own warm-up is not), or a callable
-            ``(key, x, b) -> x'`` on one example that leaves ``π_b`` invariant (e.g. an exact
-            sampler; counted as zero evaluations, never adapted).
-        step_size: scalar or ``(num_intermediate,)`` starting step size per intermediate
-            (RWM: the proposal standard deviation). ``None``: the kernel's own (0.1 for
-            strings).
+        transition: a kernel sampler (:class:`HMC`, :class:`MALA`, :class:`NUTS`,
+            :class:`RandomWalkMetropolis`; its BlackJAX kernel is used with its other
+            parameters fixed, e.g. HMC's leapfrog steps; its own warm-up is not), or a
+            callable ``(key, x, b) -> x'`` on one example that leaves ``π_b`` invariant (e.g.
+            an exact sampler; counted as zero evaluations, never adapted). Default
+            ``HMC(0.1, 5, adapt=False)``.
+        step_size: scalar or ``(num_intermediate,)`` starting value per intermediate of the
+            kernel's tuned parameter (the step size; RWM: the proposal standard deviation).
+            ``None``: the kernel's own.
         num_mcmc_steps: ``m`` transitions per intermediate distribution.
-        num_integration_steps: leapfrog steps ``L`` of ``"hmc"``.
         adapt: adapt step sizes inside the run. After the transitions at ``b_k``, with mean
             acceptance ``ā_k`` over chains, a shared log-multiplier moves by
             ``adaptation_rate·(ā_k - a*)`` and applies to all later intermediates of this run;
@@ -175,14 +147,18 @@ def annealed_importance_sampling(
             size at ``b_k`` then depends on the other chains' past (as in adaptive SMC): each
             ``T_k`` is still ``π_{b_k}``-invariant given the past, and the bias this coupling
             introduces is ``O(1/N)``; use ``adapt=False`` for a strictly unbiased ``Ẑ``.
-        target_acceptance_rate: ``a*``; default 0.65 (HMC), 0.574 (MALA), 0.234 (RWM).
+        target_acceptance_rate: ``a*``; default the kernel's ``optimal_acceptance_rate``
+            (0.65 HMC and NUTS, 0.574 MALA, 0.234 RWM).
         betas: explicit path ``(num_intermediate + 2,)`` (overrides ``spacing``).
         spacing: ``"linear"`` or ``"geometric"`` (see :func:`ais_betas`).
 
     Cost, exactly: per chain, ``K`` evaluations of ``(f₀, f₁)`` for the weights (with the
     gradient at the ``K - 1`` that seed a transition, when the kernel uses gradients) plus
     ``(K - 1)·m·c`` for the transitions (``c = L`` for HMC, 1 for MALA and RWM).
+    Raises ``TypeError`` for a transition of another kind and ``ValueError`` for shapes
+    that do not fit (and for an RWM scale per coordinate, as one scalar is adapted).
     """
+    kernel = _check_transition(transition)
     x0 = jnp.asarray(x0)
     if x0.ndim < 1:
         raise ValueError(f"x0 must have shape (N, *event_shape), got {x0.shape}")
@@ -209,29 +185,24 @@ def annealed_importance_sampling(
             raise ValueError(f"betas must increase strictly from 0 to 1, got {b_np}")
     b = jnp.asarray(b_np, dtype)
 
-    kernel = _make_kernel(transition, num_integration_steps)
-    if kernel is None and not callable(transition):  # pragma: no cover - guarded above
-        raise ValueError(f"invalid transition {transition!r}")
+    if kernel is not None and jnp.ndim(kernel.tuned_value()):
+        raise ValueError(
+            f"AIS adapts one scalar {kernel.tuned_parameter}; {type(kernel).__name__} has one "
+            f"of shape {jnp.shape(kernel.tuned_value())}: give a scalar"
+        )
     steps0 = _initial_step(kernel, step_size, num_intermediate, dtype)
     if target_acceptance_rate is None:
-        target_acceptance_rate = _DEFAULT_ACCEPTANCE.get(type(kernel), 0.65)
+        target_acceptance_rate = 0.65 if kernel is None else kernel.optimal_acceptance_rate
     a_star = float(target_acceptance_rate)
     do_adapt = bool(adapt) and kernel is not None
 
     def log_pi(beta):
         return lambda x: (1 - beta) * log_density_0(x) + beta * log_density_1(x)
 
-    # structure of the kernel's BlackJAX state (no evaluation happens here)
+    needs_grad = kernel is not None and kernel.uses_gradient
     if kernel is not None:
-        template = jax.eval_shape(lambda x: kernel._bj_init(x, log_density_0), x0[0])
-        state_type = type(template)
-        needs_grad = "logdensity_grad" in state_type._fields
         params0 = kernel._initial_params(x0[0])
-        name = _tunable(kernel)
-        if name == "scale" and kernel.scale.ndim:
-            raise ValueError("AIS adapts one scalar RWM scale: give a scalar scale")
-    else:
-        needs_grad = False
+        name = kernel.tuned_parameter
 
     def both(x):
         """``(f₀, f₁)`` and, if needed, their gradients at one ``x``."""
@@ -253,10 +224,8 @@ def annealed_importance_sampling(
             z = jnp.zeros((), jnp.int32)
             return x, jnp.ones((), dtype), z, z
         l0, l1, g0, g1 = vals
-        fields = {"position": x, "logdensity": (1 - beta) * l0 + beta * l1}
-        if needs_grad:
-            fields["logdensity_grad"] = (1 - beta) * g0 + beta * g1
-        state = state_type(**fields)
+        grad = (1 - beta) * g0 + beta * g1 if needs_grad else None
+        state = kernel._bj_state(x, (1 - beta) * l0 + beta * l1, grad)
         params = dict(params0)
         params[name] = jnp.broadcast_to(eps, jnp.shape(params0[name])).astype(dtype)
         fn = log_pi(beta)

@@ -14,7 +14,14 @@ energy evaluations, gradient evaluations and (for flow proposals) flow evaluatio
 transition; ``init_evals()`` gives the cost of ``init`` and ``warmup`` returns the summed
 counts of the warm-up. A gradient evaluation (``jax.value_and_grad``) also evaluates the
 energy, so ``num_energy_evals`` counts *all* evaluations of ``E`` (with or without gradient)
-and ``num_grad_evals`` the subset that also computed ``∇E``.
+and ``num_grad_evals`` the subset that also computed ``∇E``. ``transition_evals()`` and
+``warmup_overhead_evals()`` state these costs in advance, so a fixed budget of evaluations
+can be split into warm-up and samples without running the sampler.
+
+Capabilities are marker classes: :class:`AbstractParticleSampler` (one run of a whole
+population per chain), :class:`AbstractProposalSampler` (draws from a trained proposal, whose
+training cost belongs to the sampler's) and :class:`AbstractImportanceSampler` (independent
+weighted draws instead of a chain).
 """
 
 from __future__ import annotations
@@ -26,8 +33,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._base import Array, Key
+from .._base import AbstractExactDensity, Array, Key
 from ..targets._base import AbstractTarget
+
+
+class BudgetTooSmall(ValueError):
+    """A budget of energy evaluations does not pay for what a sampler needs to run (warm-up
+    and a few samples per chain, two independent runs, enough weighted draws per stratum)."""
 
 
 class EvalCounts(NamedTuple):
@@ -108,6 +120,14 @@ class AbstractSampler(eqx.Module):
     - ``warmup(key, target, state, num_steps) -> (state, EvalCounts)``: burn-in, with
       adaptation of the state's parameters where the sampler supports it.
     - ``init_evals() -> EvalCounts``: evaluations made by ``init`` (Python ints).
+    - ``transition_evals() -> int | None``: energy evaluations of one transition, ``None``
+      where it varies from step to step (NUTS).
+    - ``warmup_overhead_evals() -> int``: energy evaluations a warm-up of at least one step
+      makes besides its transitions (window adaptation restarts the chain: 1).
+    - ``initial_positions(key, target, num_chains) -> (num_chains, *event_shape)``: default
+      starting configurations.
+    - ``extras(states) -> dict``: what ``run_mcmc`` reports besides the samples, from the
+      final states batched over chains (tuned step sizes, swap rates).
 
     Batch chains with ``jax.vmap`` (``run_mcmc`` does this).
     """
@@ -126,19 +146,101 @@ class AbstractSampler(eqx.Module):
     @abc.abstractmethod
     def init_evals(self) -> EvalCounts: ...
 
+    @abc.abstractmethod
+    def transition_evals(self) -> int | None: ...
+
+    @abc.abstractmethod
+    def warmup_overhead_evals(self) -> int: ...
+
+    @abc.abstractmethod
+    def initial_positions(self, key: Key, target: AbstractTarget, num_chains: int) -> Array: ...
+
+    @abc.abstractmethod
+    def extras(self, states: Any) -> dict: ...
+
+
+class AbstractParticleSampler(AbstractSampler):
+    """A population method: one *chain* is one independent run of ``num_particles`` particles.
+
+    ``run(key, target, num_particles)`` returns ``(particles (N, *event_shape), log_density
+    (N,), final state, EvalCounts, mean acceptance)``; ``run_mcmc`` vmaps it over
+    ``num_chains`` runs. Particles of one run are correlated (resampling), runs are not, so
+    errors come from the spread between runs.
+    """
+
+    @abc.abstractmethod
+    def run(self, key: Key, target: AbstractTarget, num_particles: int) -> tuple: ...
+
+
+class AbstractProposalSampler(eqx.Module):
+    """A sampler whose draws come from a proposal ``q`` (a trained flow) with an exact
+    ``log_prob``. Its chains start from ``q``, and the evaluations spent training ``q`` are
+    part of its cost."""
+
+    flow: eqx.AbstractVar[AbstractExactDensity]
+
+
+class WeightedSamples(NamedTuple):
+    """Independent draws ``x_i ~ q`` with log importance weights ``log w_i = log p̃(x_i) -
+    log q(x_i)``.
+
+    ``positions`` ``(N, *event_shape)``, ``log_weights`` ``(N,)``. Stratified draws also
+    carry ``strata`` ``(N,)`` (the stratum index of each draw) and ``pool_counts`` ``(K,)``
+    (members of each stratum among all ``M`` draws of ``q`` that were sorted into strata);
+    both are ``None`` otherwise. ``num_energy_evals`` (one per weighted draw) and
+    ``num_flow_evals`` (every draw of ``q`` and every ``log q``) are exact.
+    """
+
+    positions: Any
+    log_weights: Any
+    strata: Any
+    pool_counts: Any
+    num_energy_evals: int
+    num_flow_evals: int
+
+
+class AbstractImportanceSampler(AbstractProposalSampler):
+    """Importance sampling: independent weighted draws of the proposal instead of a chain.
+
+    ``sample(key, target, num_energy_evals) -> WeightedSamples`` spends at most
+    ``num_energy_evals`` target energy evaluations (one per weighted draw; draws of ``q``
+    cost none). Raises :class:`BudgetTooSmall` where the budget cannot pay for an estimate.
+    """
+
+    @abc.abstractmethod
+    def sample(self, key: Key, target: AbstractTarget, num_energy_evals: int) -> WeightedSamples:
+        ...
+
 
 class AbstractKernelSampler(AbstractSampler):
     """A sampler that is one BlackJAX kernel on a log density, with tunable parameters.
 
     Concrete classes say how to build the BlackJAX state from a ``logdensity_fn``
-    (``_bj_init``), how to make one transition (``_bj_step``) and what the initial parameters
-    are (``_initial_params``). Because these act on any ``logdensity_fn``, the same objects
-    serve as inner kernels of tempered methods (:class:`TemperedSMC`,
-    :class:`ParallelTempering`) on tempered densities.
+    (``_bj_init``) or from precomputed values (``_bj_state``), how to make one transition
+    (``_bj_step``) and what the initial parameters are (``_initial_params``, with the tuned
+    one starting at ``tuned_value()``). Because these
+    act on any ``logdensity_fn``, the same objects serve as inner kernels of tempered methods
+    (:class:`TemperedSMC`, :class:`ParallelTempering`) and of annealed importance sampling.
+
+    Class constants: ``tuned_parameter``, the key of ``params`` that warm-up adapts
+    (``"step_size"`` or ``"scale"``); ``uses_gradient``, whether the kernel needs
+    ``∇log p``; ``optimal_acceptance_rate``, the acceptance rate that asymptotically
+    optimises the kernel in high dimension (the default target of adaptation inside AIS);
+    ``tempering_exponent``, the power of ``β`` by which the tuned parameter is scaled on the
+    tempered density ``β log p`` (curvature ``∝ β``).
     """
+
+    tuned_parameter: eqx.AbstractClassVar[str]
+    uses_gradient: eqx.AbstractClassVar[bool]
+    optimal_acceptance_rate: eqx.AbstractClassVar[float]
+    tempering_exponent: eqx.AbstractClassVar[float]
 
     @abc.abstractmethod
     def _bj_init(self, position: Array, logdensity_fn) -> Any: ...
+
+    @abc.abstractmethod
+    def _bj_state(self, position: Array, logdensity: Array, logdensity_grad: Array | None) -> Any:
+        ...
 
     @abc.abstractmethod
     def _bj_step(self, key: Key, inner: Any, logdensity_fn, params: dict) -> tuple[Any, StepInfo]:
@@ -146,6 +248,11 @@ class AbstractKernelSampler(AbstractSampler):
 
     @abc.abstractmethod
     def _initial_params(self, position: Array) -> dict: ...
+
+    @abc.abstractmethod
+    def tuned_value(self) -> Any:
+        """The starting value of the tuned parameter as given: a scalar, or (RWM) possibly
+        one per coordinate."""
 
     def init(self, key: Key, target: AbstractTarget, position: Array) -> KernelState:
         """State for one chain at ``position`` (shape ``event_shape``); ``key`` is unused."""
@@ -158,6 +265,18 @@ class AbstractKernelSampler(AbstractSampler):
         """One transition of the kernel with the chain's current parameters."""
         inner, info = self._bj_step(key, state.inner, target.log_density, state.params)
         return KernelState(inner, state.params), info
+
+    def initial_positions(self, key: Key, target: AbstractTarget, num_chains: int) -> Array:
+        """``N(0, I)`` draws, ``(num_chains, *event_shape)``."""
+        return _standard_normal_positions(key, target, num_chains)
+
+    def extras(self, states: KernelState) -> dict:
+        """The tuned parameter of every chain, ``{tuned_parameter: (num_chains, ...)}``."""
+        return {self.tuned_parameter: states.params[self.tuned_parameter]}
+
+
+def _standard_normal_positions(key: Key, target: AbstractTarget, num_chains: int) -> Array:
+    return jax.random.normal(key, (num_chains,) + tuple(target.event_shape))
 
 
 def _check_position(position, target: AbstractTarget) -> None:

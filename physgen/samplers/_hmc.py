@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import blackjax
 import jax.numpy as jnp
+from blackjax.mcmc.hmc import HMCState
 
 from ._adaptation import window_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
@@ -34,6 +36,11 @@ class HMC(AbstractKernelSampler):
     ``step_size`` is then its starting value.
     """
 
+    tuned_parameter: ClassVar[str] = "step_size"
+    uses_gradient: ClassVar[bool] = True
+    optimal_acceptance_rate: ClassVar[float] = 0.65  # Beskos et al. (2013): 0.651
+    tempering_exponent: ClassVar[float] = -0.5
+
     step_size: float
     num_integration_steps: int
     inverse_mass_matrix: jnp.ndarray | None
@@ -60,12 +67,18 @@ class HMC(AbstractKernelSampler):
     def _bj_init(self, position, logdensity_fn):
         return blackjax.hmc.init(position, logdensity_fn)
 
+    def _bj_state(self, position, logdensity, logdensity_grad):
+        return HMCState(position, logdensity, logdensity_grad)
+
     def _initial_params(self, position):
         dtype = jnp.result_type(position)
         return {
             "step_size": jnp.asarray(self.step_size, dtype),
             "inverse_mass_matrix": _initial_imm(self.inverse_mass_matrix, position),
         }
+
+    def tuned_value(self):
+        return self.step_size
 
     def _bj_step(self, key, inner, logdensity_fn, params):
         kernel = blackjax.hmc.build_kernel(divergence_threshold=self.divergence_threshold)
@@ -76,6 +89,13 @@ class HMC(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 1, 0)
+
+    def transition_evals(self) -> int:
+        return self.num_integration_steps
+
+    def warmup_overhead_evals(self) -> int:
+        """Window adaptation restarts the chain once (one evaluation); burn-in does not."""
+        return 1 if self.adapt else 0
 
     def warmup(self, key, target, state, num_steps: int):
         """Window adaptation of ``ε`` and ``M⁻¹`` if ``adapt`` else plain burn-in."""

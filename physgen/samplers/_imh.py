@@ -9,7 +9,14 @@ import jax.numpy as jnp
 from blackjax.mcmc.proposal import static_binomial_sampling
 
 from .._base import AbstractExactDensity, Array, require_density
-from ._base import AbstractSampler, EvalCounts, _burn_in, _check_position, _step_info
+from ._base import (
+    AbstractProposalSampler,
+    AbstractSampler,
+    EvalCounts,
+    _burn_in,
+    _check_position,
+    _step_info,
+)
 
 
 class IMHState(NamedTuple):
@@ -21,7 +28,7 @@ class IMHState(NamedTuple):
     flow_log_prob: Array
 
 
-class FlowIndependenceMetropolis(AbstractSampler):
+class FlowIndependenceMetropolis(AbstractSampler, AbstractProposalSampler):
     r"""Independence Metropolis: ``x' ~ q`` independently of ``x``, accepted with
 
     ``α = min(1, p(x') q(x) / (p(x) q(x')))``, i.e. ``log α = w(x') - w(x)`` with the log
@@ -33,7 +40,8 @@ class FlowIndependenceMetropolis(AbstractSampler):
     Cost per transition: one target energy evaluation and one flow evaluation
     (``sample_and_log_prob``); ``init``: one of each (``log q(x₀)``). No gradients. The
     accept/reject step is BlackJAX's ``static_binomial_sampling``; the kernel is written here
-    because ``blackjax.irmh`` re-evaluates ``q`` at the current state every step.
+    because ``blackjax.irmh`` re-evaluates ``q`` at the current state every step. Chains
+    start from flow draws by default.
     """
 
     flow: AbstractExactDensity
@@ -75,6 +83,22 @@ class FlowIndependenceMetropolis(AbstractSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 0, 1)
+
+    def transition_evals(self) -> int:
+        return 1
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
+
+    def initial_positions(self, key, target, num_chains: int):
+        """Flow draws ``(num_chains, *event_shape)``."""
+        self._check(target)
+        return self.flow.sample(key, (num_chains,))
+
+    def extras(self, states) -> dict:
+        """Nothing to report: the flow is fixed."""
+        del states
+        return {}
 
     def warmup(self, key, target, state, num_steps: int):
         """Plain burn-in (nothing to adapt; the flow is fixed)."""

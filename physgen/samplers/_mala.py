@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import blackjax
 import jax.numpy as jnp
+from blackjax.mcmc.mala import MALAState
 
 from ._adaptation import dual_averaging_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
@@ -16,6 +19,11 @@ class MALA(AbstractKernelSampler):
     ``adapt=True`` the warm-up tunes ``ε`` by dual averaging to ``target_acceptance_rate``
     (0.574, Roberts & Rosenthal 1998), per chain.
     """
+
+    tuned_parameter: ClassVar[str] = "step_size"
+    uses_gradient: ClassVar[bool] = True
+    optimal_acceptance_rate: ClassVar[float] = 0.574
+    tempering_exponent: ClassVar[float] = -1.0  # ε is a diffusion time
 
     step_size: float
     adapt: bool
@@ -32,8 +40,14 @@ class MALA(AbstractKernelSampler):
     def _bj_init(self, position, logdensity_fn):
         return blackjax.mala.init(position, logdensity_fn)
 
+    def _bj_state(self, position, logdensity, logdensity_grad):
+        return MALAState(position, logdensity, logdensity_grad)
+
     def _initial_params(self, position):
         return {"step_size": jnp.asarray(self.step_size, jnp.result_type(position))}
+
+    def tuned_value(self):
+        return self.step_size
 
     def _bj_step(self, key, inner, logdensity_fn, params):
         inner, info = blackjax.mala.build_kernel()(key, inner, logdensity_fn, params["step_size"])
@@ -41,6 +55,12 @@ class MALA(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 1, 0)
+
+    def transition_evals(self) -> int:
+        return 1
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
 
     def warmup(self, key, target, state, num_steps: int):
         """Dual averaging of ``ε`` if ``adapt`` else plain burn-in."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import blackjax
 import jax.numpy as jnp
+from blackjax.mcmc.hmc import HMCState
 
 from ._adaptation import window_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
@@ -18,6 +21,11 @@ class NUTS(AbstractKernelSampler):
     ``ε = 1`` and needs ``adapt=True``. Warm-up: BlackJAX's Stan window adaptation of ``ε``
     and the (diagonal or dense) inverse mass matrix, per chain under ``vmap``.
     """
+
+    tuned_parameter: ClassVar[str] = "step_size"
+    uses_gradient: ClassVar[bool] = True
+    optimal_acceptance_rate: ClassVar[float] = 0.65  # Hoffman & Gelman (2014)
+    tempering_exponent: ClassVar[float] = -0.5
 
     step_size: float | None
     inverse_mass_matrix: jnp.ndarray | None
@@ -45,13 +53,18 @@ class NUTS(AbstractKernelSampler):
     def _bj_init(self, position, logdensity_fn):
         return blackjax.nuts.init(position, logdensity_fn)
 
+    def _bj_state(self, position, logdensity, logdensity_grad):
+        return HMCState(position, logdensity, logdensity_grad)
+
     def _initial_params(self, position):
         dtype = jnp.result_type(position)
-        eps = 1.0 if self.step_size is None else self.step_size
         return {
-            "step_size": jnp.asarray(eps, dtype),
+            "step_size": jnp.asarray(self.tuned_value(), dtype),
             "inverse_mass_matrix": _initial_imm(self.inverse_mass_matrix, position),
         }
+
+    def tuned_value(self):
+        return 1.0 if self.step_size is None else self.step_size
 
     def _bj_step(self, key, inner, logdensity_fn, params):
         kernel = blackjax.nuts.build_kernel(divergence_threshold=self.divergence_threshold)
@@ -62,6 +75,14 @@ class NUTS(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 1, 0)
+
+    def transition_evals(self) -> None:
+        """``None``: the trajectory length, and so the cost, varies from step to step."""
+        return None
+
+    def warmup_overhead_evals(self) -> int:
+        """Window adaptation restarts the chain once (one evaluation); burn-in does not."""
+        return 1 if self.adapt else 0
 
     def warmup(self, key, target, state, num_steps: int):
         """Window adaptation of ``ε`` and ``M⁻¹`` if ``adapt`` else plain burn-in."""

@@ -12,17 +12,15 @@ import numpy as np
 from .._base import Array, Key
 from ..parallel._mesh import chain_sharding, replicate, shard_batch, to_host
 from ..targets._base import AbstractTarget
-from ._base import AbstractKernelSampler, AbstractSampler, EvalCounts, _zero_counts
-from ._imh import FlowIndependenceMetropolis
-from ._tempering import ParallelTempering, TemperedSMC
+from ._base import AbstractParticleSampler, AbstractSampler, EvalCounts, _zero_counts
 
 
 class MCMCResult(eqx.Module):
     """Output of :func:`run_mcmc`.
 
-    - ``samples``: ``(num_chains, num_samples, *event_shape)``; for :class:`TemperedSMC` the
-      equally weighted final particles of ``num_chains`` independent runs, for
-      :class:`ParallelTempering` the ``β = 1`` replica.
+    - ``samples``: ``(num_chains, num_samples, *event_shape)``; for a particle sampler
+      (:class:`TemperedSMC`) the equally weighted final particles of ``num_chains``
+      independent runs, for :class:`ParallelTempering` the ``β = 1`` replica.
     - ``log_density``: ``log p = -βE`` of each sample, ``(num_chains, num_samples)``.
     - ``acceptance_rate``: mean Metropolis acceptance probability per chain over the
       sampling phase, ``(num_chains,)`` (SMC: mean over all inner moves of the run).
@@ -31,7 +29,7 @@ class MCMCResult(eqx.Module):
       those made together with a gradient.
     - ``final_state``: the sampler state batched over chains (with adapted parameters); pass
       it as ``run_mcmc(..., initial_state=result.final_state)`` to continue.
-    - ``extras``: sampler-specific arrays: ``step_size``/``scale`` per chain (kernel
+    - ``extras``: ``sampler.extras(final_state)``: ``step_size``/``scale`` per chain (kernel
       samplers), ``swap_acceptance`` per adjacent pair (parallel tempering), ``log_Z`` and
       ``num_tempering_steps`` per run (SMC).
     """
@@ -124,10 +122,11 @@ def run_mcmc(
     Chains are ``vmap``-ed; warm-up (``sampler.warmup``, with per-chain adaptation) and
     sampling run inside ``lax.scan`` in one compiled function, ``thinning`` transitions per
     recorded sample. ``initial_position`` has shape ``(num_chains, *event_shape)``; default:
-    ``N(0, I)`` draws (flow draws for :class:`FlowIndependenceMetropolis`). Or continue from
-    ``initial_state`` (a previous ``final_state``; no init cost). For :class:`TemperedSMC`
-    each chain is one independent SMC run with ``num_samples`` particles (``num_warmup``,
-    ``thinning`` and initial positions do not apply).
+    ``sampler.initial_positions`` (``N(0, I)`` draws; flow draws for
+    :class:`FlowIndependenceMetropolis`). Or continue from ``initial_state`` (a previous
+    ``final_state``; no init cost). For a particle sampler (:class:`TemperedSMC`) each chain
+    is one independent run with ``num_samples`` particles (``num_warmup``, ``thinning`` and
+    initial positions do not apply).
 
     With ``mesh`` (:func:`physgen.parallel.make_mesh`) the chains are split over its devices,
     ``num_chains / mesh.size`` whole chains each (``num_chains`` must be divisible by the
@@ -161,9 +160,12 @@ def run_mcmc(
     def chains(tree):
         return tree if mesh is None else shard_batch(tree, mesh)
 
-    if isinstance(sampler, TemperedSMC):
+    if isinstance(sampler, AbstractParticleSampler):
         if initial_position is not None or initial_state is not None:
-            raise ValueError("TemperedSMC starts from reference draws: give no initial position")
+            raise ValueError(
+                f"{type(sampler).__name__} starts every run from its own population: give no "
+                "initial position or state"
+            )
         keys = chains(jax.random.split(key, num_chains))
         x, ld, state, counts, acc = _run_smc(sampler, target, keys, num_samples, mesh)
         return MCMCResult(
@@ -174,7 +176,7 @@ def run_mcmc(
             _total(counts.grad),
             _total(counts.flow),
             state,
-            {"log_Z": state.log_Z, "num_tempering_steps": state.num_steps},
+            sampler.extras(state),
         )
 
     k_init, k_warm, k_sample = jax.random.split(key, 3)
@@ -197,10 +199,7 @@ def run_mcmc(
     else:
         k_pos, k_st = jax.random.split(k_init)
         if initial_position is None:
-            if isinstance(sampler, FlowIndependenceMetropolis):
-                positions = sampler.flow.sample(k_pos, (num_chains,))
-            else:
-                positions = jax.random.normal(k_pos, (num_chains,) + event_shape)
+            positions = sampler.initial_positions(k_pos, target, num_chains)
         else:
             positions = jnp.asarray(initial_position)
             if not jnp.issubdtype(positions.dtype, jnp.floating):
@@ -235,12 +234,6 @@ def run_mcmc(
         thinning,
         mesh,
     )
-    extras: dict = {}
-    if isinstance(sampler, AbstractKernelSampler):
-        extras.update({k: v for k, v in states.params.items() if k in ("step_size", "scale")})
-    if isinstance(sampler, ParallelTempering):
-        att = to_host(states.swap_attempted).sum(0)
-        extras["swap_acceptance"] = to_host(states.swap_accepted).sum(0) / np.maximum(att, 1)
     return MCMCResult(
         xs,
         lds,
@@ -249,5 +242,5 @@ def run_mcmc(
         init_counts.grad + _total(counts.grad),
         init_counts.flow + _total(counts.flow),
         states,
-        extras,
+        sampler.extras(states),
     )

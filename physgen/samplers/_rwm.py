@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import blackjax
 import jax.numpy as jnp
-from blackjax.mcmc.random_walk import normal
+from blackjax.mcmc.random_walk import RWState, normal
 
 from ._adaptation import dual_averaging_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
@@ -18,6 +20,11 @@ class RandomWalkMetropolis(AbstractKernelSampler):
     ``adapt=True`` the warm-up multiplies ``σ`` by a factor tuned by dual averaging to
     ``target_acceptance_rate`` (0.234, Roberts, Gelman & Gilks 1997), per chain.
     """
+
+    tuned_parameter: ClassVar[str] = "scale"
+    uses_gradient: ClassVar[bool] = False
+    optimal_acceptance_rate: ClassVar[float] = 0.234
+    tempering_exponent: ClassVar[float] = -0.5
 
     scale: jnp.ndarray
     adapt: bool
@@ -34,6 +41,10 @@ class RandomWalkMetropolis(AbstractKernelSampler):
     def _bj_init(self, position, logdensity_fn):
         return blackjax.additive_step_random_walk.init(position, logdensity_fn)
 
+    def _bj_state(self, position, logdensity, logdensity_grad):
+        del logdensity_grad
+        return RWState(position, logdensity)
+
     def _initial_params(self, position):
         if self.scale.ndim and self.scale.shape != jnp.shape(position):
             raise ValueError(
@@ -42,6 +53,9 @@ class RandomWalkMetropolis(AbstractKernelSampler):
             )
         scale = jnp.broadcast_to(self.scale, jnp.shape(position))
         return {"scale": scale.astype(jnp.result_type(position))}
+
+    def tuned_value(self):
+        return self.scale
 
     def _bj_step(self, key, inner, logdensity_fn, params):
         scale = params["scale"]
@@ -52,6 +66,12 @@ class RandomWalkMetropolis(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 0, 0)
+
+    def transition_evals(self) -> int:
+        return 1
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
 
     def warmup(self, key, target, state, num_steps: int):
         """Dual averaging of the scale factor if ``adapt`` else plain burn-in."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import blackjax
@@ -11,19 +10,21 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.smc.resampling import systematic
 
-from .._base import Array, Key, Scalar, Shape
-from ..distributions._base import AbstractDistribution
+from .._base import Array, Key
+from ..distributions import AbstractDistribution, DiagNormal
+from ..parallel._mesh import to_host
 from ._base import (
     AbstractKernelSampler,
+    AbstractParticleSampler,
     AbstractSampler,
     EvalCounts,
     KernelState,
     _burn_in,
     _check_position,
+    _standard_normal_positions,
     _step_info,
     _zero_counts,
 )
-from ._mala import MALA
 from ._nuts import NUTS
 
 
@@ -37,18 +38,12 @@ def _check_inner(inner, who: str) -> None:
         raise ValueError(f"{who}: an inner NUTS kernel needs an explicit step_size")
 
 
-def _temper_params(inner, params: dict, beta) -> dict:
-    """Scale kernel parameters to the density ``β log p`` (curvature ``∝ β``).
-
-    HMC/NUTS step size and RWM scale ``∝ β^{-1/2}``; MALA's ``ε`` (a diffusion time) ``∝ β^{-1}``.
-    """
-    out = dict(params)
-    if "step_size" in out:
-        power = -1.0 if isinstance(inner, MALA) else -0.5
-        out["step_size"] = out["step_size"] * beta**power
-    if "scale" in out:
-        out["scale"] = out["scale"] * beta**-0.5
-    return out
+def _temper_params(inner: AbstractKernelSampler, params: dict, beta) -> dict:
+    """Scale the tuned parameter to the density ``β log p`` (curvature ``∝ β``): by
+    ``β^{tempering_exponent}`` (HMC/NUTS step size and RWM scale ``∝ β^{-1/2}``; MALA's ``ε``,
+    a diffusion time, ``∝ β^{-1}``)."""
+    name = inner.tuned_parameter
+    return dict(params, **{name: params[name] * beta**inner.tempering_exponent})
 
 
 def geometric_ladder(num_replicas: int, beta_min: float) -> np.ndarray:
@@ -83,13 +78,13 @@ class PTState(NamedTuple):
         return self.replicas.inner.logdensity[..., -1]
 
 
-def _retemper(inner, ratio):
+def _retemper(kernel: AbstractKernelSampler, inner, ratio):
     """Multiply the tempered log density (and gradient) of each replica by ``ratio`` (K,)."""
-    fields = {"logdensity": inner.logdensity * ratio}
-    if "logdensity_grad" in inner._fields:
+    grad = None
+    if kernel.uses_gradient:
         g = inner.logdensity_grad
-        fields["logdensity_grad"] = g * ratio.reshape((-1,) + (1,) * (g.ndim - 1))
-    return inner._replace(**fields)
+        grad = g * ratio.reshape((-1,) + (1,) * (g.ndim - 1))
+    return kernel._bj_state(inner.position, inner.logdensity * ratio, grad)
 
 
 class ParallelTempering(AbstractSampler):
@@ -142,7 +137,7 @@ class ParallelTempering(AbstractSampler):
         # one evaluation at the shared start, then tempered copies: log π_k = β_k log p
         inner0 = self.inner._bj_init(position, target.log_density)
         inner = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (k,) + a.shape), inner0)
-        inner = _retemper(inner, betas)
+        inner = _retemper(self.inner, inner, betas)
         params = jax.vmap(lambda b: _temper_params(self.inner, params0, b))(betas)
         return PTState(KernelState(inner, params), jnp.zeros((), jnp.int32),
                        jnp.zeros((k - 1,), jnp.int32), jnp.zeros((k - 1,), jnp.int32))
@@ -171,7 +166,7 @@ class ParallelTempering(AbstractSampler):
         idx = jnp.arange(k)
         perm = jnp.where(up, idx + 1, jnp.where(down, idx - 1, idx))
         inner = jax.tree_util.tree_map(lambda a: a[perm], inner)
-        inner = _retemper(inner, betas / betas[perm])
+        inner = _retemper(self.inner, inner, betas / betas[perm])
         new = PTState(
             KernelState(inner, state.replicas.params),
             state.step_count + 1,
@@ -194,32 +189,26 @@ class ParallelTempering(AbstractSampler):
         """Plain burn-in of all replicas (with swaps)."""
         return _burn_in(self, key, target, state, num_steps)
 
+    def transition_evals(self) -> int | None:
+        """``K`` inner transitions (``None`` where the inner cost varies)."""
+        c = self.inner.transition_evals()
+        return None if c is None else self.num_replicas * c
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
+
+    def initial_positions(self, key: Key, target, num_chains: int) -> Array:
+        """``N(0, I)`` draws, ``(num_chains, *event_shape)``."""
+        return _standard_normal_positions(key, target, num_chains)
+
+    def extras(self, states: PTState) -> dict:
+        """``swap_acceptance`` ``(K-1,)``: accepted over attempted swaps of each adjacent
+        pair, pooled over chains."""
+        att = to_host(states.swap_attempted).sum(0)
+        return {"swap_acceptance": to_host(states.swap_accepted).sum(0) / np.maximum(att, 1)}
+
 
 # -------------------------------------------------------------------- tempered SMC
-class _IsotropicNormal(AbstractDistribution):
-    """``N(0, σ² I)`` on ``R^shape``: the default SMC reference."""
-
-    scale: float
-    shape: Shape
-    cond_shape: Shape | None
-
-    def __init__(self, scale: float, shape: Shape):
-        self.scale = float(scale)
-        self.shape = tuple(shape)
-        self.cond_shape = None
-
-    def _log_prob(self, x: Array, condition=None) -> Scalar:
-        s = jnp.asarray(self.scale, jnp.result_type(x))
-        return -0.5 * jnp.sum((x / s) ** 2) - x.size * (jnp.log(s) + 0.5 * math.log(2 * math.pi))
-
-    def _sample(self, key: Key, condition=None) -> Array:
-        return self.scale * jax.random.normal(key, self.shape, jnp.result_type(float))
-
-    def _sample_and_log_prob(self, key: Key, condition=None):
-        x = self._sample(key)
-        return x, self._log_prob(x)
-
-
 class SMCRunState(NamedTuple):
     """One adaptive-tempered SMC run: ``particles`` ``(N, *event_shape)``, normalised
     ``weights`` ``(N,)``, ``tempering_param`` ``λ ∈ [0, 1]``, running ``log_Z`` estimate of
@@ -235,7 +224,7 @@ class SMCRunState(NamedTuple):
     num_moves: Array
 
 
-class TemperedSMC(AbstractSampler):
+class TemperedSMC(AbstractParticleSampler):
     r"""Adaptive tempered SMC (``blackjax.adaptive_tempered_smc``) from a reference ``q₀`` to ``p``.
 
     Path ``π_λ ∝ q₀^{1-λ} p^λ``; each step picks ``λ`` so the ESS of the incremental weights
@@ -283,7 +272,9 @@ class TemperedSMC(AbstractSampler):
     def reference_for(self, target) -> AbstractDistribution:
         """The reference ``q₀`` on the target's event shape."""
         if self.reference is None:
-            return _IsotropicNormal(self.reference_scale, target.event_shape)
+            shape = tuple(target.event_shape)
+            with jax.ensure_compile_time_eval():  # the constructor checks its scale eagerly
+                return DiagNormal(jnp.zeros(shape), jnp.full(shape, self.reference_scale))
         if tuple(self.reference.shape) != tuple(target.event_shape):
             raise ValueError(
                 f"reference has shape {tuple(self.reference.shape)} but the target's "
@@ -381,7 +372,7 @@ class TemperedSMC(AbstractSampler):
         mean_acceptance)``. ``SMCRunState.log_Z`` is the estimate of ``log ∫ p dx``.
         """
         k0, k_loop, k_fin = jax.random.split(key, 3)
-        particles = self.reference_for(target).sample(k0, (num_particles,))
+        particles = self.initial_positions(k0, target, num_particles)
         state = self.init(None, target, particles)
 
         def cond(c):
@@ -407,4 +398,19 @@ class TemperedSMC(AbstractSampler):
         """No warm-up: SMC starts from exact reference samples (returns ``state`` unchanged)."""
         del key, target, num_steps
         return state, _zero_counts()
+
+    def transition_evals(self) -> None:
+        """``None``: a tempering step's cost depends on the moves made."""
+        return None
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
+
+    def initial_positions(self, key: Key, target, num_chains: int) -> Array:
+        """Reference draws ``(num_chains, *event_shape)``: the initial population of a run."""
+        return self.reference_for(target).sample(key, (num_chains,))
+
+    def extras(self, states: SMCRunState) -> dict:
+        """Per run: ``log_Z`` (the estimate of ``log ∫ p dx``) and ``num_tempering_steps``."""
+        return {"log_Z": states.log_Z, "num_tempering_steps": states.num_steps}
 
