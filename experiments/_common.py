@@ -96,6 +96,20 @@ def train(key, model, objective, args, *, steps: int, lr: float, data=None,
     return model, history
 
 
+def estimate_dict(est, exact=None, *, bootstrap: bool = False) -> dict:
+    """An :class:`~physgen.Estimate` as JSON: ``value`` and ``stderr`` (lists for arrays), with
+    the ``exact`` value and the z-score when given, and the (bootstrap) 95% interval as
+    ``ci95_bootstrap`` with ``bootstrap=True``."""
+    value, stderr = np.asarray(est.value, np.float64), np.asarray(est.stderr, np.float64)
+    d = {"value": value.tolist(), "stderr": stderr.tolist()}
+    if bootstrap:
+        d["ci95_bootstrap"] = [float(est.ci_low), float(est.ci_high)]
+    if exact is not None:
+        d["exact"] = float(exact)
+        d["zscore"] = float((value - exact) / stderr) if stderr > 0 else math.inf
+    return d
+
+
 def to_jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

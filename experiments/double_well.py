@@ -16,7 +16,6 @@ Writes results.json and figures (PNG and PDF) to --out.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -26,94 +25,51 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_device_args, machine, mesh_from_args, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    CONTINUOUS,
+    continuous_model,
+    estimate_dict,
+    machine,
+    mesh_from_args,
+    script_parser,
+    train,
+    write_json,
+)
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw, samplers as smp  # noqa: E402
 from physgen.diagnostics import mean_and_mcse  # noqa: E402
-from physgen.flow_matching import FlowMatching  # noqa: E402
-from physgen.flows import (  # noqa: E402
-    cnf,
-    masked_autoregressive_flow,
-    neural_spline_flow,
-    real_nvp,
-)
-from physgen.objectives import (  # noqa: E402
-    CNFMaximumLikelihood,  # noqa: E402
-    MaximumLikelihood,
-    MixedKL,
-    ReverseKL,
-)
+from physgen.flows import masked_autoregressive_flow, neural_spline_flow, real_nvp  # noqa: E402
+from physgen.objectives import MaximumLikelihood, MixedKL, ReverseKL  # noqa: E402
 from physgen.samplers import HMC, run_mcmc  # noqa: E402
 from physgen.targets import DoubleWell  # noqa: E402
 
 FLOWS = {"nsf": neural_spline_flow, "realnvp": real_nvp, "maf": masked_autoregressive_flow}
 
 
-def _ode_model(key, args, **kw):
-    return cnf(key, args.dim, width=args.ode_width, depth=args.ode_depth,
-               embed_dim=args.embed_dim, rtol=args.rtol, atol=args.atol, **kw)
-
-
-def _ode_fit(key, model, objective, data, args):
-    optimizer = optax.adam(optax.cosine_decay_schedule(args.ode_lr, args.ode_steps, alpha=0.01))
-    model, history, _ = physgen.fit(
-        key, model, objective, steps=args.ode_steps, optimizer=optimizer, data=data,
-        batch_size=args.batch_size, progress=not args.no_progress,
-        checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
-    )
-    return model, history
-
-
-def train_flow_matching(key, data, target, args):
-    """Conditional flow matching (linear path, minibatch OT coupling) on the data."""
+def train_forward(key, data, args):
+    """A continuous-time model (``--model``) trained forward on ``data``: the CNF and flow
+    matching on the ``--ode-*`` vector field, diffusion on a (128, 4) score net."""
     k_init, k_fit = jax.random.split(key)
-    model = _ode_model(k_init, args, zero_init=False)
-    objective = FlowMatching(ot_coupling=True, ot_epsilon=0.02, ot_iters=50)
-    return _ode_fit(k_fit, model, objective, data, args)
-
-
-def train_cnf(key, data, target, args):
-    """Maximum likelihood through the ODE with Hutchinson's trace estimator."""
-    k_init, k_fit = jax.random.split(key)
-    model = _ode_model(k_init, args, trace="hutchinson")
-    return _ode_fit(k_fit, model, CNFMaximumLikelihood(), data, args)
-
-
-# --model choices other than "nsf" (the discrete flow of --flow, trained by --objective):
-# name -> train(key, data, target, args) -> (model, history). The model is a distribution
-# with an exact log_prob, trained in the forward direction on HMC data from both wells.
-def train_diffusion(key, data, target, args):
-    """A VP diffusion model by denoising score matching (likelihood weighting); its exact
-    density is the probability-flow ODE's."""
-    from _diffusion import train_diffusion as train
-
-    return train(key, data, steps=args.ode_steps, batch_size=args.batch_size, quick=args.quick,
-                 rtol=args.rtol, atol=args.atol, progress=not args.no_progress,
-                 return_history=True)
-
-
-FORWARD_MODELS = {"flow_matching": train_flow_matching, "cnf": train_cnf,
-                  "diffusion": train_diffusion}
+    diffusion = args.model == "diffusion"
+    width, depth = ((32, 2) if args.quick else (128, 4)) if diffusion else (args.ode_width,
+                                                                             args.ode_depth)
+    model, objective = continuous_model(args.model, k_init, args.dim, width=width, depth=depth,
+                                        embed_dim=args.embed_dim, rtol=args.rtol, atol=args.atol)
+    return train(k_fit, model, objective, args, steps=args.ode_steps, lr=args.ode_lr, data=data,
+                 checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)})
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, default=Path("results/double_well"), help="output folder")
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    p = script_parser(__doc__, "results/double_well", devices=True)
     p.add_argument("--objective", choices=["reverse_kl", "forward_kl", "mixed"],
                    default="reverse_kl", help="forward_kl and mixed train on HMC samples")
     p.add_argument("--forward-weight", type=float, default=1.0,
                    help="weight of the self-normalised forward-KL gradient added to reverse KL "
                         "(same samples, no extra energy evaluations); 0 = plain reverse KL")
-    p.add_argument("--model", choices=["nsf", *sorted(FORWARD_MODELS)], default="nsf",
+    p.add_argument("--model", choices=["nsf", *CONTINUOUS], default="nsf",
                    help="nsf: the discrete flow of --flow trained by --objective; "
                         "flow_matching / cnf: a continuous flow trained on HMC data from both "
                         "wells and reweighted with its exact ODE likelihood")
@@ -135,7 +91,6 @@ def parse_args(argv=None):
                         "as an IMH proposal on the same energy budget (adds a few minutes)")
     p.add_argument("--compare-budget", type=int, default=100_000,
                    help="sampling energy evaluations per method in the comparison")
-    add_device_args(p)
     g = p.add_argument_group("continuous models (--model flow_matching / cnf / diffusion)")
     g.add_argument("--ode-steps", type=int, default=5000, help="training steps")
     g.add_argument("--ode-lr", type=float, default=2e-3, help="peak learning rate")
@@ -149,7 +104,6 @@ def parse_args(argv=None):
     g.add_argument("--data-chains", type=int, default=16,
                    help="HMC chains for the training data, half started in each well")
     g.add_argument("--data-samples", type=int, default=2000, help="HMC draws per data chain")
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.num_samples = min(args.steps, 200), min(args.num_samples, 20_000)
@@ -162,46 +116,19 @@ def parse_args(argv=None):
     return args
 
 
-def zscore(est, exact):
-    return float((est.value - exact) / est.stderr) if float(est.stderr) > 0 else math.inf
-
-
-def est_dict(est, exact=None, bootstrap=False):
-    d = {"value": float(est.value), "stderr": float(est.stderr)}
-    if bootstrap:
-        d["ci95_bootstrap"] = [float(est.ci_low), float(est.ci_high)]
-    if exact is not None:
-        d["exact"] = float(exact)
-        d["zscore"] = zscore(est, exact)
-    return d
-
-
-def run_hmc(key, target, args, x1_start, mesh=None):
-    """HMC chains started at the bottom of one well (split over ``mesh`` if given); returns
-    result and wall time."""
-    n = args.hmc_chains
-    x0 = jnp.zeros((n, args.dim)).at[:, 0].set(x1_start)
-    sampler = HMC(step_size=0.1, num_integration_steps=10)
-    kw = dict(num_chains=n, num_samples=args.hmc_samples, num_warmup=200, initial_position=x0,
-              mesh=mesh)
-    run_mcmc(key, sampler, target, **kw).samples.block_until_ready()  # compile
+def run_hmc(key, target, x1_starts, num_samples, mesh=None, timed=False):
+    """HMC chains, one started at the bottom of each well ``x1_starts`` (``(n,)``), split
+    over ``mesh`` if given; returns the result and its wall time (with ``timed``, run once
+    more so that compilation is excluded)."""
+    x0 = jnp.zeros((len(x1_starts), target.dim)).at[:, 0].set(jnp.asarray(x1_starts))
+    kw = dict(num_chains=len(x1_starts), num_samples=num_samples, num_warmup=200,
+              initial_position=x0, mesh=mesh)
+    if timed:
+        run_mcmc(key, HMC(0.1, 10), target, **kw).samples.block_until_ready()
     t0 = time.perf_counter()
-    res = run_mcmc(key, sampler, target, **kw)
+    res = run_mcmc(key, HMC(0.1, 10), target, **kw)
     res.samples.block_until_ready()
     return res, time.perf_counter() - t0
-
-
-def hmc_data_both_wells(key, target, args, ref):
-    """HMC chains started half in each well: training data for the forward direction. The
-    wells' populations follow the starts and the few crossings, not the Boltzmann weights
-    (B is over-represented); reweighting with the model's exact likelihood corrects that."""
-    n = max(2, args.data_chains - args.data_chains % 2)
-    starts = jnp.where(jnp.arange(n) < n // 2, ref.get("minimum_A_x1", -1.77),
-                       ref.get("minimum_B_x1", 1.69))
-    x0 = jnp.zeros((n, args.dim)).at[:, 0].set(starts)
-    res = run_mcmc(key, HMC(step_size=0.1, num_integration_steps=10), target, num_chains=n,
-                   num_samples=args.data_samples, num_warmup=200, initial_position=x0)
-    return np.asarray(res.samples).reshape(-1, args.dim), int(res.num_energy_evals)
 
 
 def main(argv=None):
@@ -215,7 +142,8 @@ def main(argv=None):
     k_flow, k_fit, k_sample, k_boot, k_hmc = jax.random.split(key, 5)
 
     # -- HMC from the left well: the baseline, and data for forward KL ------------------
-    hmc, hmc_time = run_hmc(k_hmc, target, args, ref.get("minimum_A_x1", -1.77), mesh)
+    hmc, hmc_time = run_hmc(k_hmc, target, [ref["minimum_A_x1"]] * args.hmc_chains,
+                            args.hmc_samples, mesh, timed=True)
     hmc_x = np.asarray(hmc.samples).reshape(-1, args.dim)
 
     # -- Boltzmann generator ------------------------------------------------------------
@@ -233,23 +161,25 @@ def main(argv=None):
             objective, data = MaximumLikelihood(), jnp.asarray(hmc_x)
         else:
             objective, data = MixedKL(target, args.batch_size), jnp.asarray(hmc_x)
-        optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
         t0 = time.perf_counter()
-        flow, history, _ = physgen.fit(
-            k_fit, flow, objective, steps=args.steps, optimizer=optimizer, data=data,
-            batch_size=args.batch_size, progress=not args.no_progress,
+        flow, history = train(
+            k_fit, flow, objective, args, steps=args.steps, lr=args.lr, data=data, mesh=mesh,
             checkpoint=args.out / "flow.ckpt", metadata={**vars(args), "out": str(args.out)},
-            mesh=mesh,
         )
         train_time = time.perf_counter() - t0
         train_evals = args.steps * args.batch_size if args.objective != "forward_kl" else 0
         model_info = {"objective": args.objective, "flow": args.flow}
     else:
-        # forward direction on HMC data from both wells; the HMC energy evaluations that
-        # made the data count as training cost
+        # forward direction on HMC data from chains started half in each well (B is
+        # over-represented; reweighting with the exact likelihood corrects that); the HMC
+        # energy evaluations that made the data count as training cost
         t0 = time.perf_counter()
-        data, train_evals = hmc_data_both_wells(jax.random.fold_in(k_hmc, 1), target, args, ref)
-        flow, history = FORWARD_MODELS[args.model](k_fit, jnp.asarray(data), target, args)
+        n = max(2, args.data_chains - args.data_chains % 2)
+        res, _ = run_hmc(jax.random.fold_in(k_hmc, 1), target,
+                         [ref["minimum_A_x1"]] * (n // 2) + [ref["minimum_B_x1"]] * (n // 2),
+                         args.data_samples)
+        data, train_evals = np.asarray(res.samples).reshape(-1, args.dim), res.num_energy_evals
+        flow, history = train_forward(k_fit, jnp.asarray(data), args)
         physgen.BoltzmannGenerator(flow, target)
         train_time = time.perf_counter() - t0
         model_info = {"objective": f"{args.model} on HMC data from both wells",
@@ -293,11 +223,11 @@ def main(argv=None):
             "num_energy_evals_reweighting": args.num_samples,
             "num_energy_evals_total": train_evals + args.num_samples,
             "ess_fraction": float(ess),
-            "log_Z": est_dict(log_z, ref["log_Z"]),
-            "log_Z_lower_bound": est_dict(log_z_bound, ref["log_Z"]),
-            "p_A": est_dict(p_a, ref["p_A"]),
-            "delta_F_B_minus_A_kT": est_dict(d_f, ref["delta_F_B_minus_A"], bootstrap=True),
-            "mean_x1": est_dict(mean_x1, ref["mean_x1"]),
+            "log_Z": estimate_dict(log_z, ref["log_Z"]),
+            "log_Z_lower_bound": estimate_dict(log_z_bound, ref["log_Z"]),
+            "p_A": estimate_dict(p_a, ref["p_A"]),
+            "delta_F_B_minus_A_kT": estimate_dict(d_f, ref["delta_F_B_minus_A"], bootstrap=True),
+            "mean_x1": estimate_dict(mean_x1, ref["mean_x1"]),
             "reweighting_time_s": reweight_time,
         },
         "hmc": {
