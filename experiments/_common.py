@@ -26,15 +26,19 @@ from physgen.objectives import CNFMaximumLikelihood
 CONTINUOUS = ("cnf", "flow_matching", "diffusion")
 
 
-def script_parser(doc: str, out: str, *, devices: bool = False) -> argparse.ArgumentParser:
+def script_parser(doc: str, out: str | None, *, devices: bool = False, seed: bool = True,
+                  out_help: str = "output folder") -> argparse.ArgumentParser:
     """The parser every script starts from: its description (the first paragraph of
-    ``doc``), ``--out`` (default ``out``), ``--quick``, ``--seed``, ``--no-progress`` and,
-    with ``devices``, ``--devices``; the script adds its own options."""
+    ``doc``), ``--out`` (default ``out``), ``--quick``, ``--seed`` (unless ``seed=False``),
+    ``--no-progress`` and, with ``devices``, ``--devices``; the script adds its own
+    options."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path(out), help="output folder")
+    p.add_argument("--out", type=Path, default=None if out is None else Path(out),
+                   help=out_help)
     p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    if seed:
+        p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if devices:
         add_device_args(p)
@@ -108,6 +112,11 @@ def estimate_dict(est, exact=None, *, bootstrap: bool = False) -> dict:
         d["exact"] = float(exact)
         d["zscore"] = float((value - exact) / stderr) if stderr > 0 else math.inf
     return d
+
+
+def num_parameters(model) -> int:
+    """The number of trained (inexact array) entries of ``model``."""
+    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)))
 
 
 def to_jsonable(obj):

@@ -31,7 +31,14 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import continuous_model, machine, script_parser, train, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    continuous_model,
+    estimate_dict,
+    machine,
+    script_parser,
+    train,
+    write_json,
+)
 
 import physgen  # noqa: E402
 from physgen.autoregressive import AutoregressiveMixture  # noqa: E402
@@ -83,14 +90,15 @@ def register(name: str, kind: str):
     return deco
 
 
+_sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
+
+
+def _fitted(model, hist, likelihood=lambda k, test: {}) -> Fitted:
+    return Fitted(model, lambda k, n: _sample(model, k, n), likelihood, hist)
+
+
 def _exact_fitted(model, hist):
-    sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
-    return Fitted(
-        model,
-        lambda k, n: sample(model, k, n),
-        lambda k, test: {"exact": test_nll(model, test)},
-        hist,
-    )
+    return _fitted(model, hist, lambda k, test: {"exact": test_nll(model, test)})
 
 
 def _fit_ml(key, model, data, args):
@@ -110,23 +118,16 @@ def fit_realnvp(key, data, args):
 @register("nsf", "exact")
 def fit_nsf(key, data, args):
     ki, kf = jax.random.split(key)
-    flow = neural_spline_flow(
-        ki,
-        2,
-        num_layers=max(2, args.layers // 2),
-        width=args.width,
-        num_bins=args.bins,
-        interval=5.0,
-    )
+    flow = neural_spline_flow(ki, 2, num_layers=max(2, args.layers // 2), width=args.width,
+                              num_bins=args.bins, interval=5.0)
     return _fit_ml(kf, flow, data, args)
 
 
 @register("autoregressive", "exact")
 def fit_autoregressive(key, data, args):
     ki, kf = jax.random.split(key)
-    model = AutoregressiveMixture(
-        2, key=ki, num_components=args.components, width=args.width, depth=2
-    )
+    model = AutoregressiveMixture(2, key=ki, num_components=args.components, width=args.width,
+                                  depth=2)
     return _fit_ml(kf, model, data, args)
 
 
@@ -137,7 +138,6 @@ def fit_vae(key, data, args):
     # KL annealing: β rises linearly from 0 to 1 over the first fifth of the steps
     vae, hist = train(kf, vae, ELBO(1.0, kl_warmup=max(1, args.steps // 5)), args,
                       steps=args.steps, lr=args.lr, data=data, alpha=0.02)
-    sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
 
     def likelihood(k, test):
         k1, k2 = jax.random.split(k)
@@ -146,7 +146,7 @@ def fit_vae(key, data, args):
         out[f"iwae_{args.iwae_k}"] = test_nll_bound(k2, vae, sub, args.iwae_k, batch_size=64)
         return out
 
-    return Fitted(vae, lambda k, n: sample(vae, k, n), likelihood, hist)
+    return _fitted(vae, hist, likelihood)
 
 
 @register("gan", "none")
@@ -158,20 +158,14 @@ def fit_gan_family(key, data, args):
         kf, gan, loss, data=data, steps=args.steps, batch_size=args.batch_size,
         optimizer=optax.adam(args.gan_lr, b1=0.5, b2=0.9), progress=not args.no_progress,
     )
-    sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
-    return Fitted(gan, lambda k, n: sample(gan, k, n), lambda k, test: {}, hist)
+    return _fitted(gan, hist)
 
 
 def _ode_fitted(model, hist, args):
     """Continuous models: exact log_prob through an ODE solve per point (costly), so the
     NLL uses the first ``--num-test-ode`` test points."""
-    sample = eqx.filter_jit(lambda m, k, n: m.sample(k, (n,)))
-    return Fitted(
-        model,
-        lambda k, n: sample(model, k, n),
-        lambda k, test: {"exact": test_nll(model, test[: args.num_test_ode], batch_size=256)},
-        hist,
-    )
+    return _fitted(model, hist, lambda k, test: {
+        "exact": test_nll(model, test[: args.num_test_ode], batch_size=256)})
 
 
 def _fit_ode(kind, key, data, args, **kw):
@@ -260,13 +254,9 @@ def parse_args(argv=None):
     return args
 
 
-def _est(e):
-    return {"value": float(e.value), "stderr": float(e.stderr)}
-
-
 def evaluate(key, fam, fitted, test, ref, args, train_time):
     k_lik, k_s, k_t, k_mmd = jax.random.split(key, 4)
-    nll = {k: _est(v) for k, v in fitted.likelihood(k_lik, test).items()}
+    nll = {k: estimate_dict(v) for k, v in fitted.likelihood(k_lik, test).items()}
     n_time = 10_000 if not args.quick else 1000
     jax.block_until_ready(fitted.sample(k_t, n_time))  # compile for this n
     t0 = time.perf_counter()
@@ -276,16 +266,15 @@ def evaluate(key, fam, fitted, test, ref, args, train_time):
     samples = fitted.sample(k_s, n_time if args.quick else max(args.num_metric, args.num_mmd, 5000))
     finite = bool(jnp.all(jnp.isfinite(samples)))
     prec, rec = precision_recall(test[: args.num_metric], samples[: args.num_metric], k=3)
-    mmd = mmd_test(
-        k_mmd, test[: args.num_mmd], samples[: args.num_mmd], num_permutations=args.num_permutations
-    )
+    mmd = mmd_test(k_mmd, test[: args.num_mmd], samples[: args.num_mmd],
+                   num_permutations=args.num_permutations)
     row = {
         "family": fam.name,
         "likelihood": fam.kind,
         "test_nll": nll,
         "entropy": {"value": ref["entropy"][0], "stderr": ref["entropy"][1]},
-        "precision": _est(prec),
-        "recall": _est(rec),
+        "precision": estimate_dict(prec),
+        "recall": estimate_dict(rec),
         "mmd2": float(mmd.mmd2),
         "mmd_null_std": float(mmd.null_std),
         "mmd_p_value": float(mmd.p_value),
@@ -306,19 +295,12 @@ def _fmt(e):
 
 
 def table(rows) -> str:
-    head = (
-        "| data | family | likelihood | test NLL (exact) or bound | H(data) | precision | "
-        "recall | MMD² [p] | energy W1 (kT) | train s | sample s/1000 |"
-    )
+    head = ("| data | family | likelihood | test NLL (exact) or bound | H(data) | precision | "
+            "recall | MMD² [p] | energy W1 (kT) | train s | sample s/1000 |")
     lines = [head, "|" + "---|" * 11]
     for r in rows:
-        nll = (
-            "; ".join(
-                ("NLL " if k == "exact" else f"{k.upper().replace('_', '-')} bound ") + _fmt(v)
-                for k, v in r["test_nll"].items()
-            )
-            or "none (no density)"
-        )
+        nll = "; ".join(("NLL " if k == "exact" else f"{k.upper().replace('_', '-')} bound ")
+                        + _fmt(v) for k, v in r["test_nll"].items()) or "none (no density)"
         w1 = f"{r['energy_w1_kT']:.3f}" if "energy_w1_kT" in r else "–"
         lines.append(
             f"| {r['dataset']} | {r['family']} | {r['likelihood']} | {nll} | "

@@ -30,10 +30,16 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
-import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    estimate_dict,
+    machine,
+    num_parameters,
+    script_parser,
+    train,
+    write_json,
+)
 
 import physgen  # noqa: E402
 from physgen import (
@@ -55,15 +61,7 @@ TUTORIAL_CHI2 = (0.75, 0.01)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument(
-        "--out", type=Path, default=None, help="output folder (default results/phi4/<ensemble>)"
-    )
-    p.add_argument("--quick", action="store_true", help="tiny L = 4 run for tests (seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    p = script_parser(__doc__, None, out_help="output folder (default results/phi4/<ensemble>)")
     p.add_argument("--ensemble", choices=sorted(ENSEMBLES), default="E2")
     p.add_argument("--L", type=int, default=None, help="override the ensemble's L")
     p.add_argument("--m2", type=float, default=None, help="override the ensemble's m²")
@@ -124,7 +122,6 @@ def parse_args(argv=None):
     p.add_argument("--hmc-samples", type=int, default=2500, help="HMC draws per chain")
     p.add_argument("--hmc-warmup", type=int, default=500)
     p.add_argument("--leapfrog", type=int, default=10, help="HMC leapfrog steps per move")
-    p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.L = 4 if args.L is None else args.L
@@ -142,13 +139,6 @@ def parse_args(argv=None):
     return args
 
 
-def est(e) -> dict:
-    v, s = np.asarray(e.value, np.float64), np.asarray(e.stderr, np.float64)
-    if v.ndim == 0:
-        return {"value": float(v), "stderr": float(s)}
-    return {"value": v.tolist(), "stderr": s.tolist()}
-
-
 def tau(series) -> dict:
     """τ_int = 1 + 2Σρ (Γ-method) of a (chains, samples) series; flags a missing window."""
     with warnings.catch_warnings(record=True) as caught:
@@ -157,20 +147,11 @@ def tau(series) -> dict:
     return {"tau": t.tau, "stderr": t.error, "window": t.window, "window_found": not caught}
 
 
-def analyse(phi, energy, *, logw=None, num_blocks=20) -> dict:
+def analyse(phi, energy, *, logw=None) -> dict:
     """Observables of an ensemble: MCMC chains (C, S, L, L) or weighted samples (N, L, L)."""
-    m = np.asarray(obs.magnetization(phi), np.float64)
-    out = {
-        "abs_M": est(obs.ensemble_mean(np.abs(m), logw=logw)),
-        "M": est(obs.ensemble_mean(m, logw=logw)),
-        "action": est(obs.ensemble_mean(np.asarray(energy, np.float64), logw=logw)),
-        "chi2": est(obs.susceptibility(phi, logw=logw, num_blocks=num_blocks)),
-        "binder": est(obs.binder_cumulant(phi, logw=logw, num_blocks=num_blocks)),
-        "G_t": est(obs.zero_momentum_correlator(phi, logw=logw, num_blocks=num_blocks)),
-    }
-    mp, xi = obs.pole_mass(phi, logw=logw, num_blocks=num_blocks)
-    out["pole_mass"], out["correlation_length"] = est(mp), est(xi)
+    out = {k: estimate_dict(e) for k, e in obs.lattice_summary(phi, energy, logw=logw).items()}
     if logw is None:
+        m = np.asarray(obs.magnetization(phi), np.float64)
         out["tau_int"] = {"abs_M": tau(np.abs(m)), "M": tau(m), "action": tau(energy)}
         out["sign_changes_of_M_per_chain"] = np.sum(
             np.diff(np.sign(m), axis=1) != 0, axis=1
@@ -314,34 +295,17 @@ def main(argv=None):
     t0 = time.perf_counter()
     history = {"loss": np.zeros(0), "ess_fraction": np.zeros(0)}
     if args.steps > 0:
-        optimizer = optax.adam(optax.cosine_decay_schedule(args.lr, args.steps, alpha=0.01))
-        flow, history, _ = physgen.fit(
-            k_fit,
-            flow,
-            ReverseKL(target, args.batch_size, path_gradient=args.path_gradient),
-            steps=args.steps,
-            optimizer=optimizer,
-            progress=not args.no_progress,
-        )
+        objective = ReverseKL(target, args.batch_size, path_gradient=args.path_gradient)
+        flow, history = train(k_fit, flow, objective, args, steps=args.steps, lr=args.lr)
     train_time = time.perf_counter() - t0
-    physgen.save(
-        args.out / "flow.eqx",
-        flow,
-        metadata={
-            "ensemble": args.ensemble,
-            "L": args.L,
-            "m2": args.m2,
-            "lam": args.lam,
-            "coupling": args.coupling,
-            "z2": z2,
-            "layers": args.layers,
-            "hidden": list(args.hidden),
-            "kernel": args.kernel,
-            "fourier": args.fourier,
-            "train_steps": args.steps,
-            "init": None if args.init is None else str(args.init),
-        },
-    )
+    flow_info = {
+        "coupling": args.coupling, "z2": z2, "num_layers": args.layers,
+        "hidden_channels": list(args.hidden), "kernel_size": args.kernel,
+        "fourier": args.fourier, "train_steps": args.steps,
+        "init": None if args.init is None else str(args.init),
+    }
+    physgen.save(args.out / "flow.eqx", flow, metadata={
+        "ensemble": args.ensemble, "L": args.L, "m2": args.m2, "lam": args.lam, **flow_info})
 
     # -- reweighting of independent flow samples ------------------------------------------
     @eqx.filter_jit
@@ -353,55 +317,33 @@ def main(argv=None):
     x_rw, e_rw, logw = draw(flow, k_rw)
     reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), logw=np.asarray(logw))
     reweighted["ess_fraction"] = float(rw.ess_fraction(logw))
-    reweighted["log_Z"] = est(rw.log_Z(logw))
-    reweighted["log_Z_lower_bound"] = est(rw.log_Z_lower_bound(logw))
+    reweighted["log_Z"] = estimate_dict(rw.log_Z(logw))
+    reweighted["log_Z_lower_bound"] = estimate_dict(rw.log_Z_lower_bound(logw))
     reweighted["num_samples"] = args.reweight_samples
 
     # -- flow-IMH and HMC / NUTS on the same action ---------------------------------------
-    runs = {}
-    runs["flow_imh"] = run_sampler(
-        k_imh,
-        FlowIndependenceMetropolis(flow),
-        target,
-        chains=args.imh_chains,
-        samples=args.imh_samples,
-        warmup=0,
-    )
+    runs = {"flow_imh": run_sampler(k_imh, FlowIndependenceMetropolis(flow), target,
+                                    chains=args.imh_chains, samples=args.imh_samples, warmup=0)}
     # MCMC starts from small random fields (both signs of M equally likely)
     init = 0.1 * jax.random.normal(k_hmc, (args.hmc_chains, args.L, args.L))
-    if args.mcmc in ("hmc", "both"):
-        runs["hmc"] = run_sampler(
-            k_hmc,
-            HMC(0.1, args.leapfrog),
-            target,
-            chains=args.hmc_chains,
-            samples=args.hmc_samples,
-            warmup=args.hmc_warmup,
-            init=init,
-        )
-    if args.mcmc in ("nuts", "both"):
-        runs["nuts"] = run_sampler(
-            k_nuts,
-            NUTS(0.1),
-            target,
-            chains=args.hmc_chains,
-            samples=args.hmc_samples,
-            warmup=args.hmc_warmup,
-            init=init,
-        )
+    mcmc = {"hmc": (k_hmc, HMC(0.1, args.leapfrog)), "nuts": (k_nuts, NUTS(0.1))}
+    for name in ("hmc", "nuts") if args.mcmc == "both" else (args.mcmc,):
+        k, sampler = mcmc[name]
+        runs[name] = run_sampler(k, sampler, target, chains=args.hmc_chains,
+                                 samples=args.hmc_samples, warmup=args.hmc_warmup, init=init)
 
-    def agree(name, a, b):
+    def agree(a, b):
         d = a["value"] - b["value"]
         s = math.hypot(a["stderr"], b["stderr"])
         return {"difference": d, "stderr": s, "zscore": d / s if s > 0 else math.inf}
 
     mc = "hmc" if "hmc" in runs else "nuts"
     comparison = {
-        q: agree(q, runs["flow_imh"][0][q], runs[mc][0][q])
+        q: agree(runs["flow_imh"][0][q], runs[mc][0][q])
         for q in ("abs_M", "chi2", "action", "binder")
     }
     comparison.update(
-        {f"reweighted_{q}": agree(q, reweighted[q], runs[mc][0][q]) for q in ("abs_M", "chi2")}
+        {f"reweighted_{q}": agree(reweighted[q], runs[mc][0][q]) for q in ("abs_M", "chi2")}
     )
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -418,35 +360,16 @@ def main(argv=None):
             "+ m2 phi^2 + lam phi^4]",
         },
         "flow": {
-            "coupling": args.coupling,
-            "z2": z2,
-            "num_layers": args.layers,
-            "hidden_channels": args.hidden,
-            "kernel_size": args.kernel,
-            "fourier": args.fourier,
-            "num_parameters": int(
-                sum(
-                    x.size
-                    for x in jax.tree_util.tree_leaves(eqx.filter(flow, eqx.is_inexact_array))
-                )
-            ),
-            "train_steps": args.steps,
+            **flow_info,
+            "num_parameters": num_parameters(flow),
             "batch_size": args.batch_size,
             "train_time_s": train_time,
             "train_energy_grad_evals": args.steps * args.batch_size,
             "path_gradient": args.path_gradient,
-            "init": None if args.init is None else str(args.init),
-            **(
-                {
-                    "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
-                    "final_ess_fraction_mean_last_100": float(
-                        np.mean(history["ess_fraction"][-100:])
-                    ),
-                    "ess_fraction_vs_step": ess_curve(history["ess_fraction"]),
-                }
-                if args.steps > 0
-                else {}
-            ),
+            **({"final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
+                "final_ess_fraction_mean_last_100": float(np.mean(history["ess_fraction"][-100:])),
+                "ess_fraction_vs_step": ess_curve(history["ess_fraction"])}
+               if args.steps > 0 else {}),
         },
         "reweighting": reweighted,
         **{name: r for name, (r, _, _) in runs.items()},
@@ -460,28 +383,13 @@ def main(argv=None):
         }
     write_json(args.out / "results.json", results)
     figures(args.out, history, runs, args.L)
-    summary = {
-        n: (
-            r["acceptance_rate"],
-            r["abs_M"]["value"],
-            r["chi2"]["value"],
-            r["chi2"]["stderr"],
-            r["tau_int"]["abs_M"]["tau"],
-        )
-        for n, (r, _, _) in runs.items()
-    }
-    print(
-        f"{args.ensemble}: L={args.L} m2={args.m2} lam={args.lam} z2={z2} "
-        f"train {train_time:.0f}s, ESS fraction {reweighted['ess_fraction']:.3f}"
-    )
-    for n, s in summary.items():
-        print(
-            f"  {n}: acc {s[0]:.3f}  <|M|> {s[1]:.4f}  chi2 {s[2]:.4f} ± {s[3]:.4f}  "
-            f"tau(|M|) {s[4]:.2f}"
-        )
-    print(
-        f"  reweighted: chi2 {reweighted['chi2']['value']:.4f} ± {reweighted['chi2']['stderr']:.4f}"
-    )
+    print(f"{args.ensemble}: L={args.L} m2={args.m2} lam={args.lam} z2={z2} "
+          f"train {train_time:.0f}s, ESS fraction {reweighted['ess_fraction']:.3f}")
+    for n, r in [*((n, r) for n, (r, _, _) in runs.items()), ("reweighted", reweighted)]:
+        acc = f"acc {r['acceptance_rate']:.3f}  " if "acceptance_rate" in r else ""
+        tau_m = f"  tau(|M|) {r['tau_int']['abs_M']['tau']:.2f}" if "tau_int" in r else ""
+        print(f"  {n}: {acc}<|M|> {r['abs_M']['value']:.4f}  chi2 {r['chi2']['value']:.4f} ± "
+              f"{r['chi2']['stderr']:.4f}{tau_m}")
     return results
 
 

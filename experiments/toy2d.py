@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     continuous_model,
     machine,
+    num_parameters,
     script_parser,
     train,
     trajectories,
@@ -152,10 +153,6 @@ def parse_args(argv=None):
         args.num_train, args.num_test, args.num_test_ode = 2000, 2000, 500
         args.batch_size = min(args.batch_size, 256)
     return args
-
-
-def num_parameters(model) -> int:
-    return sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)))
 
 
 def grid_integral(model, lim=6.0, n=400):

@@ -25,7 +25,6 @@ Writes results.json and manywell.png (or gmm40.png) to --out.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -38,7 +37,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine, write_json  # noqa: E402
+from _common import machine, script_parser, write_json  # noqa: E402
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
@@ -56,41 +55,19 @@ PUBLISHED = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--out", type=Path, default=Path("results/benchmarks/manywell"))
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
+    p = script_parser(__doc__, "results/benchmarks/manywell", seed=False)
     p.add_argument("--target", choices=["manywell", "gmm40"], default="manywell")
     p.add_argument("--dim", type=int, default=32, help="many-well dimension (even)")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=400,
-        help="AIS iterations of fab_buffer; fixes the evaluation budget",
-    )
-    p.add_argument(
-        "--seeds", type=int, default=None, help="seeds per method (default 5; 1 in --quick)"
-    )
-    p.add_argument(
-        "--first-seed",
-        type=int,
-        default=0,
-        help="run seeds first-seed, ..., first-seed + seeds - 1 (to extend an earlier run)",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        choices=METHODS,
-        default=list(METHODS),
-        help="methods, run in this order (results.json is written after each)",
-    )
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=128,
-        help="AIS chains per iteration = reverse/forward-KL batch size",
-    )
+    p.add_argument("--steps", type=int, default=400,
+                   help="AIS iterations of fab_buffer; fixes the evaluation budget")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per method (default 5; 1 in --quick)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds first-seed, ..., first-seed + seeds - 1 (to extend a run)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="methods, run in this order (results.json is written after each)")
+    p.add_argument("--batch", type=int, default=128,
+                   help="AIS chains per iteration = reverse/forward-KL batch size")
     p.add_argument("--num-intermediate", type=int, default=2, help="AIS intermediates")
     p.add_argument("--leapfrog", type=int, default=5, help="HMC leapfrog steps in AIS")
     p.add_argument("--buffer-size", type=int, default=16384)
@@ -98,25 +75,13 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--bins", type=int, default=8)
-    p.add_argument(
-        "--flow",
-        choices=["spline", "realnvp"],
-        default="spline",
-        help="flow family: rational-quadratic spline or affine (RealNVP) couplings",
-    )
-    p.add_argument(
-        "--interval",
-        type=float,
-        default=None,
-        help="spline half-width (default 4 on the many-well, 50 on gmm40)",
-    )
+    p.add_argument("--flow", choices=["spline", "realnvp"], default="spline",
+                   help="flow family: rational-quadratic spline or affine (RealNVP) couplings")
+    p.add_argument("--interval", type=float, default=None,
+                   help="spline half-width (default 4 on the many-well, 50 on gmm40)")
     p.add_argument("--lr", type=float, default=1e-3, help="(peak) Adam learning rate")
-    p.add_argument(
-        "--schedule",
-        choices=["constant", "cosine"],
-        default="constant",
-        help="learning rate: constant, or cosine decay to lr/100 over the whole budget",
-    )
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning rate: constant, or cosine decay to lr/100 over the budget")
     p.add_argument("--segments", type=int, default=4)
     p.add_argument("--eval-samples", type=int, default=100_000)
     p.add_argument("--curve-samples", type=int, default=10_000)
@@ -164,19 +129,14 @@ def mode_ids(target, x):
 
 @eqx.filter_jit
 def _sample_log_w(flow, target, key, n):
-    x, lq = flow.sample_and_log_prob(key, (n,))
-    return x, -target.beta * jax.vmap(target.energy)(x) - lq
+    bg = physgen.BoltzmannGenerator(flow, target)
+    return bg.sample_and_log_weights(key, n, batch_size=10_000)
 
 
-def score(target, flow, key, n, chunk=10_000):
+def score(target, flow, key, n):
     """log Z error (± se), ESS fraction and modes visited from ``n`` flow samples."""
-    lws, modes = [], []
-    for i in range(math.ceil(n / chunk)):
-        x, lw = _sample_log_w(flow, target, jax.random.fold_in(key, i), min(chunk, n))
-        lws.append(np.asarray(lw, np.float64))
-        modes.append(mode_ids(target, x))
-    lw = np.concatenate(lws)[:n]
-    modes = np.concatenate(modes)[:n]
+    x, lw = _sample_log_w(flow, target, key, n)
+    lw, modes = np.asarray(lw, np.float64), mode_ids(target, x)
     lw = np.where(np.isfinite(lw), lw, -np.inf)
     est = rw.log_Z(jnp.asarray(lw))
     counts = np.bincount(modes)
@@ -195,14 +155,12 @@ def score(target, flow, key, n, chunk=10_000):
     return out
 
 
-def optimizer(args, total_steps: int, offset: int = 0):
-    """``None`` (the trainers' Adam at ``learning_rate=args.lr``), or Adam with a cosine decay
-    over ``total_steps`` seen from step ``offset`` on (a segment that restarts the optimiser
-    state keeps its place in the decay)."""
+def optimizer(args, total_steps: int):
+    """``None`` (fit's Adam at ``learning_rate=args.lr``), or Adam with a cosine decay over
+    ``total_steps``; segments continue one run (its state), so the decay keeps its place."""
     if args.schedule == "constant":
         return None
-    decay = optax.cosine_decay_schedule(args.lr, total_steps, alpha=0.01)
-    return optax.adam(lambda t: decay(t + offset))
+    return optax.adam(optax.cosine_decay_schedule(args.lr, total_steps, alpha=0.01))
 
 
 def fab_objective(method, args, target, fab_kw):
@@ -218,53 +176,29 @@ def fab_objective(method, args, target, fab_kw):
 
 
 def train(method, args, target, flow, fab_kw, budget, key, segments):
-    """Train in ``segments`` equal parts; yields ``(model, evals_so_far, seconds)``."""
-    n = args.batch
-    model, state, used, t0 = flow, None, 0, time.perf_counter()
-    if method in ("reverse_kl", "forward_kl"):
-        seg = [max(1, budget // n // segments)] * segments  # equal parts: one compilation
-        if method == "forward_kl":
-            data = target.sample_exact(jax.random.fold_in(key, 99), sum(seg) * n)
-        for s, steps in enumerate(seg):
-            kk = jax.random.fold_in(key, s)
-            if method == "reverse_kl":
-                model, _, _ = physgen.fit(
-                    kk,
-                    model,
-                    ReverseKL(target, n),
-                    steps=steps,
-                    learning_rate=args.lr,
-                    optimizer=optimizer(args, sum(seg), s * steps),
-                    progress=False,
-                )
-            else:
-                model, _, _ = physgen.fit(
-                    kk,
-                    model,
-                    MaximumLikelihood(),
-                    steps=steps,
-                    learning_rate=args.lr,
-                    optimizer=optimizer(args, sum(seg), s * steps),
-                    batch_size=n,
-                    data=data[used : used + steps * n],
-                    progress=False,
-                )
-            used += steps * n
-            yield model, used, time.perf_counter() - t0
-        return
-    fab = fab_objective(method, args, target, fab_kw)
-    per_ais = fab.energy_evals_per_ais()
-    fill = fab.num_fill_runs() * per_ais
-    # one fit step per gradient update: with the buffer, updates_per_ais steps per AIS run
-    seg = [max(1, (budget - fill) // per_ais // segments) * fab.updates_per_ais] * segments
-    # one optimiser whose state carries on across segments
-    opt = optimizer(args, sum(seg))
-    for steps in seg:
-        model, hist, state = physgen.fit(
-            key, model, fab, steps=steps, learning_rate=args.lr, optimizer=opt, state=state,
-            progress=False,
-        )
-        used = int(hist["cumulative_energy_evals"][-1])
+    """Train in ``segments`` equal parts of one run (continued from its state); yields
+    ``(model, evals_so_far, seconds)`` after each."""
+    n, data = args.batch, None
+    if method == "reverse_kl":
+        objective, per_step, steps = ReverseKL(target, n), n, max(1, budget // n // segments)
+    elif method == "forward_kl":
+        objective, per_step, steps = MaximumLikelihood(), n, max(1, budget // n // segments)
+        data = target.sample_exact(jax.random.fold_in(key, 99), segments * steps * n)
+    else:
+        objective, per_step = fab_objective(method, args, target, fab_kw), None
+        per_ais = objective.energy_evals_per_ais()
+        fill = objective.num_fill_runs() * per_ais
+        # one fit step per gradient update: with the buffer, updates_per_ais per AIS run
+        steps = max(1, (budget - fill) // per_ais // segments) * objective.updates_per_ais
+    model, state, opt = flow, None, optimizer(args, segments * steps)
+    t0 = time.perf_counter()
+    for s in range(segments):
+        chunk = None if data is None else data[s * steps * n: (s + 1) * steps * n]
+        model, hist, state = physgen.fit(key, model, objective, steps=steps,
+                                         learning_rate=args.lr, optimizer=opt, data=chunk,
+                                         batch_size=n, state=state, progress=False)
+        used = (int(hist["cumulative_energy_evals"][-1]) if per_step is None
+                else (s + 1) * steps * per_step)
         yield model, used, time.perf_counter() - t0
 
 

@@ -7,6 +7,7 @@ from ._lattice import (
     effective_mass as effective_mass,
     ensemble_mean as ensemble_mean,
     jackknife as jackknife,
+    lattice_summary as lattice_summary,
     magnetization as magnetization,
     pole_mass as pole_mass,
     susceptibility as susceptibility,

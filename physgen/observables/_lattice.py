@@ -215,3 +215,26 @@ def pole_mass(
     m = jackknife(mp, vals, logw=lw, num_blocks=num_blocks)
     xi = jackknife(lambda mu: 1.0 / mp(mu), vals, logw=lw, num_blocks=num_blocks)
     return m, xi
+
+
+def lattice_summary(phi, action, *, logw=None, num_blocks: int = 20) -> dict[str, Estimate]:
+    """The standard observables of a lattice ensemble, each an :class:`Estimate`.
+
+    ``phi``: MCMC chains ``(num_chains, num_samples, L₁, L₂)`` (or one chain) or weighted
+    samples ``(N, L₁, L₂)`` with ``logw`` ``(N,)``; ``action``: ``S`` per configuration, of
+    the leading shape of ``phi``. Returns ``abs_M`` ``⟨|M|⟩``, ``M`` ``⟨M⟩``, ``action``
+    ``⟨S⟩``, ``chi2``, ``binder``, ``G_t`` (``(L₁,)``), ``pole_mass`` and
+    ``correlation_length``.
+    """
+    m = np.asarray(magnetization(phi), np.float64)
+    out = {
+        "abs_M": ensemble_mean(np.abs(m), logw=logw),
+        "M": ensemble_mean(m, logw=logw),
+        "action": ensemble_mean(np.asarray(action, np.float64), logw=logw),
+        "chi2": susceptibility(phi, logw=logw, num_blocks=num_blocks),
+        "binder": binder_cumulant(phi, logw=logw, num_blocks=num_blocks),
+        "G_t": zero_momentum_correlator(phi, logw=logw, num_blocks=num_blocks),
+    }
+    out["pole_mass"], out["correlation_length"] = pole_mass(phi, logw=logw,
+                                                            num_blocks=num_blocks)
+    return out
