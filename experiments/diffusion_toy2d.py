@@ -150,11 +150,11 @@ def run_double_well(args, key):
     x, log_q = _sample_and_log_prob(model, k_s, args.num_samples)
     log_q.block_until_ready()
     sample_time = time.perf_counter() - t0
-    logw = rw.log_weights(-target.beta * jax.vmap(target.energy)(x), log_q)
-    ess = float(rw.ess_fraction(logw))
-    log_z = rw.log_Z(logw)
+    log_w = rw.log_weights(-target.beta * jax.vmap(target.energy)(x), log_q)
+    ess = float(rw.ess_fraction(log_w))
+    log_z = rw.log_Z(log_w)
     d_f = rw.free_energy_difference(
-        logw, target.state_indicator_A(x), target.state_indicator_B(x), key=k_boot, n_boot=300
+        log_w, target.state_indicator_A(x), target.state_indicator_B(x), key=k_boot, n_boot=300
     )
     p_b_raw = float(jnp.mean(target.state_indicator_B(x)))
 

@@ -189,16 +189,16 @@ def main(argv=None):
     # -- reweighting ----------------------------------------------------------------------
     t0 = time.perf_counter()
     bg = physgen.BoltzmannGenerator(flow, target)
-    x, logw = eqx.filter_jit(
+    x, log_w = eqx.filter_jit(
         lambda b, k: b.sample_and_log_weights(k, args.num_samples, mesh=mesh))(bg, k_sample)
     in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
-    ess = rw.ess_fraction(logw)
-    log_z = rw.log_Z(logw)
-    log_z_bound = rw.log_Z_lower_bound(logw)
-    p_a = rw.expectation(logw, in_a.astype(logw.dtype))
-    d_f = rw.free_energy_difference(logw, in_a, in_b, key=k_boot, n_boot=500)
-    mean_x1 = rw.expectation(logw, x[:, 0])
-    profile = rw.free_energy_profile(logw, x[:, 0], 60, range=(-3.0, 3.0))
+    ess = rw.ess_fraction(log_w)
+    log_z = rw.log_Z(log_w)
+    log_z_bound = rw.log_Z_lower_bound(log_w)
+    p_a = rw.expectation(log_w, in_a.astype(log_w.dtype))
+    d_f = rw.free_energy_difference(log_w, in_a, in_b, key=k_boot, n_boot=500)
+    mean_x1 = rw.expectation(log_w, x[:, 0])
+    profile = rw.free_energy_profile(log_w, x[:, 0], 60, range=(-3.0, 3.0))
     jax.block_until_ready(profile)
     reweight_time = time.perf_counter() - t0
 
@@ -272,7 +272,7 @@ def main(argv=None):
         make_comparison_figure(args.out, rows)
     results["total_time_s"] = time.perf_counter() - t_start
     write_json(args.out / "results.json", results)
-    make_figures(args.out, target, history, np.asarray(x), np.asarray(logw), profile, hmc)
+    make_figures(args.out, target, history, np.asarray(x), np.asarray(log_w), profile, hmc)
     print_summary(results)
     if args.compare:
         print((args.out / "comparison.md").read_text())
@@ -322,7 +322,7 @@ def print_summary(r):
     print(f"total {r['total_time_s']:.1f} s; results in results.json")
 
 
-def make_figures(out, target, history, x, logw, profile, hmc):
+def make_figures(out, target, history, x, log_w, profile, hmc):
     import matplotlib
 
     matplotlib.use("Agg")

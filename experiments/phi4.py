@@ -147,10 +147,10 @@ def tau(series) -> dict:
     return {"tau": t.tau, "stderr": t.error, "window": t.window, "window_found": not caught}
 
 
-def analyse(phi, energy, *, logw=None) -> dict:
+def analyse(phi, energy, *, log_w=None) -> dict:
     """Observables of an ensemble: MCMC chains (C, S, L, L) or weighted samples (N, L, L)."""
-    out = {k: estimate_dict(e) for k, e in obs.lattice_summary(phi, energy, logw=logw).items()}
-    if logw is None:
+    out = {k: estimate_dict(e) for k, e in obs.lattice_summary(phi, energy, log_w=log_w).items()}
+    if log_w is None:
         m = np.asarray(obs.magnetization(phi), np.float64)
         out["tau_int"] = {"abs_M": tau(np.abs(m)), "M": tau(m), "action": tau(energy)}
         out["sign_changes_of_M_per_chain"] = np.sum(
@@ -314,11 +314,11 @@ def main(argv=None):
         e = jax.vmap(target.energy)(x)
         return x, e, -e - lq
 
-    x_rw, e_rw, logw = draw(flow, k_rw)
-    reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), logw=np.asarray(logw))
-    reweighted["ess_fraction"] = float(rw.ess_fraction(logw))
-    reweighted["log_Z"] = estimate_dict(rw.log_Z(logw))
-    reweighted["log_Z_lower_bound"] = estimate_dict(rw.log_Z_lower_bound(logw))
+    x_rw, e_rw, log_w = draw(flow, k_rw)
+    reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), log_w=np.asarray(log_w))
+    reweighted["ess_fraction"] = float(rw.ess_fraction(log_w))
+    reweighted["log_Z"] = estimate_dict(rw.log_Z(log_w))
+    reweighted["log_Z_lower_bound"] = estimate_dict(rw.log_Z_lower_bound(log_w))
     reweighted["num_samples"] = args.reweight_samples
 
     # -- flow-IMH and HMC / NUTS on the same action ---------------------------------------

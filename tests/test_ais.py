@@ -62,7 +62,7 @@ def test_exact_transitions_give_unbiased_Z(x64):
     """E[w] = Z: z-scores of the per-seed means over 40 seeds are standard normal."""
     d, d_log_z = 2, LOG_Z
     keys = jax.random.split(jax.random.key(0), 40)
-    log_w = _run(keys[0], 500 * 40, d, _exact_transition).log_weights.reshape(40, 500)
+    log_w = _run(keys[0], 500 * 40, d, _exact_transition).log_w.reshape(40, 500)
     z = _z_scores(log_w, d_log_z)
     assert abs(z.mean()) < 4 / math.sqrt(len(z)), z
     assert 0.6 < z.std() < 1.5, z.std()
@@ -128,7 +128,7 @@ def test_energy_evaluation_count_is_exact(transition, cost, grads):
             num_mcmc_steps=m,
         )
     )(jax.random.key(1))
-    jax.block_until_ready(res.log_weights)
+    jax.block_until_ready(res.log_w)
     k = ni + 1
     expected = n * (k + (k - 1) * m * cost)
     assert int(res.num_energy_evals) == expected
@@ -142,7 +142,7 @@ def test_plain_importance_sampling_and_log_q0():
     res = jax.jit(lambda k: annealed_importance_sampling(k, _f0, _f1, x0, lq, num_intermediate=0))(
         jax.random.key(1)
     )
-    np.testing.assert_allclose(res.log_weights, jax.vmap(_f1)(x0) - lq, rtol=1e-5)
+    np.testing.assert_allclose(res.log_w, jax.vmap(_f1)(x0) - lq, rtol=1e-5)
     assert int(res.num_energy_evals) == 100 and res.acceptance.shape == (0,)
 
 
@@ -156,7 +156,7 @@ def test_kernel_object_and_betas():
         )
     )(jax.random.key(1))
     assert res.samples.shape == (32, 2) and res.step_size.shape == (3,)
-    assert np.all(np.isfinite(res.log_weights))
+    assert np.all(np.isfinite(res.log_w))
 
 
 def test_kernel_defaults_come_from_the_kernel():

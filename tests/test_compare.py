@@ -151,7 +151,7 @@ def test_each_kind_of_sampler_spends_the_budget_it_is_given():
     warm = hmc.info["num_warmup"]
     assert hmc.num_energy_evals == chains * (2 + 3 * (warm + hmc.samples.shape[1]))
     assert hmc.samples.shape[0] == chains and len(hmc.info["step_size"]) == chains
-    assert hmc.log_weights is None and not hmc.independent_runs
+    assert hmc.log_w is None and not hmc.independent_runs
 
     imh = run_with_budget(jax.random.key(1), FlowIndependenceMetropolis(proposal), GAUSS,
                           budget, num_chains=chains, policy=policy)
@@ -171,7 +171,7 @@ def test_each_kind_of_sampler_spends_the_budget_it_is_given():
 
     weighted = run_with_budget(jax.random.key(4), ImportanceSampler(proposal, batch_size=1024),
                                GAUSS, budget)
-    assert weighted.num_energy_evals == budget == weighted.log_weights.shape[0]
+    assert weighted.num_energy_evals == budget == weighted.log_w.shape[0]
 
     with pytest.raises(BudgetTooSmall, match="warm-up"):
         run_with_budget(jax.random.key(0), HMC(0.2, 3), GAUSS, 100, num_chains=chains)
@@ -235,18 +235,18 @@ def test_stratified_estimate_reduces_to_reweighting_and_has_the_stated_covarianc
     per-stratum log Z and Cov(log Z_S, log Z_T) = δ_ST Var(w_S)/(n_S w̄_S²) + (δ_ST/q_S − 1)/M
     by hand."""
     rng = np.random.default_rng(0)
-    logw = rng.normal(size=500)
+    log_w = rng.normal(size=500)
     f = rng.normal(size=500)
-    one = rw.stratified_estimate(logw, np.zeros(500, int), np.array([10_000]), f)
-    ref = rw.expectation(jnp.asarray(logw), jnp.asarray(f))
+    one = rw.stratified_estimate(log_w, np.zeros(500, int), np.array([10_000]), f)
+    ref = rw.expectation(jnp.asarray(log_w), jnp.asarray(f))
     assert one.mean == pytest.approx(float(ref.value), rel=1e-5)
     assert math.sqrt(one.mean_var) == pytest.approx(float(ref.stderr), rel=1e-4)
-    assert one.log_Z[0] == pytest.approx(np.log(np.mean(np.exp(logw))))
+    assert one.log_Z[0] == pytest.approx(np.log(np.mean(np.exp(log_w))))
 
     strata = np.repeat([0, 1, 2], [200, 250, 50])
     counts, M = np.array([6000, 3000, 1000]), 10_000
-    s = rw.stratified_estimate(logw, strata, counts, f)
-    w = np.exp(logw)
+    s = rw.stratified_estimate(log_w, strata, counts, f)
+    w = np.exp(log_w)
     for k in range(3):
         wk = w[strata == k]
         assert s.log_Z[k] == pytest.approx(np.log(counts[k] / M * wk.mean()))
@@ -257,9 +257,9 @@ def test_stratified_estimate_reduces_to_reweighting_and_has_the_stated_covarianc
     assert value == pytest.approx(-(s.log_Z[1] - s.log_Z[0]))
     assert stderr**2 == pytest.approx(s.log_Z_cov[0, 0] + s.log_Z_cov[1, 1] + 2 / M)
     # a stratum without weighted draws has no estimate
-    empty = rw.stratified_estimate(logw[:200], strata[:200], counts)
+    empty = rw.stratified_estimate(log_w[:200], strata[:200], counts)
     assert np.isnan(empty.log_Z[1]) and math.isnan(empty.mean)
     with pytest.raises(ValueError, match="strata must lie"):
-        rw.stratified_estimate(logw, strata + 1, counts)
+        rw.stratified_estimate(log_w, strata + 1, counts)
     with pytest.raises(FloatingPointError):
         rw.stratified_estimate(np.full(3, np.nan), np.zeros(3, int), counts)

@@ -91,15 +91,15 @@ def test_reweighted_observables(free_samples):
     t, phi = free_samples
     target = FreeField(L, 0.8)
     with jax.enable_x64(True):
-        logw = np.asarray(jax.vmap(target.log_density)(phi) - jax.vmap(t.log_density)(phi))
-    chi = susceptibility(phi, logw=logw)
+        log_w = np.asarray(jax.vmap(target.log_density)(phi) - jax.vmap(t.log_density)(phi))
+    chi = susceptibility(phi, log_w=log_w)
     assert _z(chi, 1 / 1.6) < 4.5
     assert _z(chi, 1 / (2 * M2)) > 4.5  # and not the proposal's value
-    assert np.max(_z(two_point_function(phi, logw=logw), target.propagator())) < 4.5
-    m2 = ensemble_mean(np.asarray(magnetization(phi)) ** 2, logw=logw)
+    assert np.max(_z(two_point_function(phi, log_w=log_w), target.propagator())) < 4.5
+    m2 = ensemble_mean(np.asarray(magnetization(phi)) ** 2, log_w=log_w)
     assert _z(m2, 1 / 1.6 / L**2) < 4.5
-    with pytest.raises(ValueError, match="logw"):
-        susceptibility(phi, logw=logw[:-1])
+    with pytest.raises(ValueError, match="log_w"):
+        susceptibility(phi, log_w=log_w[:-1])
 
 
 def test_jackknife_of_a_mean_is_the_standard_error():

@@ -66,15 +66,15 @@ def _compute(mesh, x64: bool, flow) -> dict:
     out[f"hmc_{name}_devices_{p}"] = np.asarray(len(res.samples.sharding.device_set))
 
     bg = physgen.BoltzmannGenerator(model, target)
-    x, logw = bg.sample_and_log_weights(jax.random.key(5), 1024, mesh=mesh)
-    out[f"bg_log_w_{p}"] = np.asarray(logw)
-    out[f"bg_devices_{p}"] = np.asarray(len(logw.sharding.device_set))
-    out[f"bg_rows_per_device_{p}"] = np.asarray(logw.addressable_shards[0].data.shape[0])
-    est = log_Z(logw)
-    positive = (x[:, 0] > 0).astype(logw.dtype)
-    w = jax.nn.softmax(logw)
+    x, log_w = bg.sample_and_log_weights(jax.random.key(5), 1024, mesh=mesh)
+    out[f"bg_log_w_{p}"] = np.asarray(log_w)
+    out[f"bg_devices_{p}"] = np.asarray(len(log_w.sharding.device_set))
+    out[f"bg_rows_per_device_{p}"] = np.asarray(log_w.addressable_shards[0].data.shape[0])
+    est = log_Z(log_w)
+    positive = (x[:, 0] > 0).astype(log_w.dtype)
+    w = jax.nn.softmax(log_w)
     out[f"bg_estimates_{p}"] = np.array(
-        [float(est.value), float(est.stderr), float(kish_ess(logw)), float(jnp.sum(w * positive))]
+        [float(est.value), float(est.stderr), float(kish_ess(log_w)), float(jnp.sum(w * positive))]
     )
     return out
 

@@ -26,7 +26,7 @@ def _float64():
         yield
 
 
-def _gaussian_logw(key, n=N):
+def _gaussian_log_w(key, n=N):
     """Samples of q and their closed-form log weights against p̃(x) = exp(-(x-MU)²/2σ²)."""
     x = SIGMA_Q * jax.random.normal(key, (n,))
     log_p = -0.5 * ((x - MU) / SIGMA_P) ** 2
@@ -36,7 +36,7 @@ def _gaussian_logw(key, n=N):
 
 def _per_seed(fn):
     keys = jax.random.split(jax.random.key(0), N_SEEDS)
-    return jax.jit(jax.vmap(lambda k: fn(*_gaussian_logw(k))))(keys)
+    return jax.jit(jax.vmap(lambda k: fn(*_gaussian_log_w(k))))(keys)
 
 
 def _check_unbiased_and_calibrated(est: rw.Estimate, exact: float, z_max=4.0, tol=0.2):
@@ -56,7 +56,7 @@ def test_expectation_unbiased_and_calibrated():
 
 
 def test_expectation_vector_valued():
-    x, lw = _gaussian_logw(jax.random.key(1))
+    x, lw = _gaussian_log_w(jax.random.key(1))
     f = jnp.stack([x, x**2, jnp.ones_like(x)], axis=1)
     est = rw.expectation(lw, f)
     assert est.value.shape == (3,) and est.stderr.shape == (3,)
@@ -96,9 +96,9 @@ def test_free_energy_difference_on_exact_double_well_samples():
     dw = pt.DoubleWell()
     ref = dw.references()
     x = dw.sample_exact(jax.random.key(7), 10_000)
-    logw = jnp.zeros(x.shape[0])
+    log_w = jnp.zeros(x.shape[0])
     in_a, in_b = dw.state_indicator_A(x), dw.state_indicator_B(x)
-    est = rw.free_energy_difference(logw, in_a, in_b, key=jax.random.key(8), n_boot=300)
+    est = rw.free_energy_difference(log_w, in_a, in_b, key=jax.random.key(8), n_boot=300)
     assert abs(float(est.value) - ref["delta_F_B_minus_A"]) < 3 * float(est.stderr)
     n_a, n_b = int(in_a.sum()), int(in_b.sum())
     assert float(est.stderr) == pytest.approx(math.sqrt(1 / n_a + 1 / n_b), rel=1e-10)
@@ -106,21 +106,21 @@ def test_free_energy_difference_on_exact_double_well_samples():
     width = float(est.ci_high - est.ci_low)
     assert width == pytest.approx(2 * 1.96 * float(est.stderr), rel=0.25)
     # without a key the interval is the normal one
-    plain = rw.free_energy_difference(logw, in_a, in_b)
+    plain = rw.free_energy_difference(log_w, in_a, in_b)
     assert float(plain.ci_high - plain.value) == pytest.approx(1.96 * float(plain.stderr),
                                                                rel=1e-3)
     # jit with a static number of bootstrap replicates
     jitted = jax.jit(rw.free_energy_difference, static_argnames=("n_boot",))
-    again = jitted(logw, in_a, in_b, key=jax.random.key(8), n_boot=300)
+    again = jitted(log_w, in_a, in_b, key=jax.random.key(8), n_boot=300)
     np.testing.assert_allclose(again.ci_low, est.ci_low, rtol=1e-12)
 
 
 def test_free_energy_difference_empty_state_and_shapes():
-    logw = jnp.zeros(10)
+    log_w = jnp.zeros(10)
     mask = jnp.arange(10) < 5
-    assert float(rw.free_energy_difference(logw, mask, jnp.zeros(10, bool)).value) == jnp.inf
+    assert float(rw.free_energy_difference(log_w, mask, jnp.zeros(10, bool)).value) == jnp.inf
     with pytest.raises(ValueError, match="in_B must have shape"):
-        rw.free_energy_difference(logw, mask, mask[:3])
+        rw.free_energy_difference(log_w, mask, mask[:3])
 
 
 def test_kish_ess_special_cases():
@@ -132,7 +132,7 @@ def test_kish_ess_special_cases():
     assert float(rw.ess_fraction(single)) == pytest.approx(1.0 / n, rel=1e-12)
     two = jnp.array([0.0, math.log(3.0)])  # weights 1 and 3: ESS = 16 / 10
     assert float(rw.kish_ess(two)) == pytest.approx(1.6, rel=1e-12)
-    with pytest.raises(ValueError, match=r"logw must have shape \(N,\)"):
+    with pytest.raises(ValueError, match=r"log_w must have shape \(N,\)"):
         rw.kish_ess(jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="must both have shape"):
         rw.log_weights(jnp.zeros(3), jnp.zeros(4))
@@ -141,7 +141,7 @@ def test_kish_ess_special_cases():
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 @pytest.mark.parametrize("offset", [1e4, -1e4])
 def test_stable_for_huge_log_weights(dtype, offset):
-    x, lw = _gaussian_logw(jax.random.key(3), 500)
+    x, lw = _gaussian_log_w(jax.random.key(3), 500)
     x, lw = x.astype(dtype), lw.astype(dtype)
     shifted = lw + jnp.asarray(offset, dtype)
     rtol = 1e-10 if dtype == jnp.float64 else 2e-3

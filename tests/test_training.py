@@ -256,9 +256,9 @@ def test_boltzmann_generator_checks_shapes_at_construction():
     with pytest.raises(ValueError, match=r"samples shape \(2,\).*event_shape \(3,\)"):
         physgen.BoltzmannGenerator(StandardNormal((2,)), target)
     bg = physgen.BoltzmannGenerator(StandardNormal((3,)), target)
-    x, logw = bg.sample_and_log_weights(jax.random.key(0), 10)
+    x, log_w = bg.sample_and_log_weights(jax.random.key(0), 10)
     # q = N(0, I) and p̃ = exp(-|x|²/2): log w = log Z = (3/2) log 2π for every sample
-    np.testing.assert_allclose(logw, 1.5 * math.log(2 * math.pi), rtol=1e-5)
+    np.testing.assert_allclose(log_w, 1.5 * math.log(2 * math.pi), rtol=1e-5)
 
 
 def test_a_fresh_equal_optimizer_does_not_recompile_fit():

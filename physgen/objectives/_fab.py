@@ -41,7 +41,7 @@ def _frozen(model):
 
 
 def _ais_diagnostics(res: AISResult) -> dict:
-    dtype = res.log_weights.dtype
+    dtype = res.log_w.dtype
     return {
         "log_Z_p2_over_q": res.log_Z.value,
         "ais_ess_fraction": res.ess_fraction,
@@ -174,7 +174,7 @@ class FAB(AbstractObjective):
         """AIS from ``q`` (parameters stopped) to ``p̃²/q``; ``num_samples`` chains.
 
         ``step_size`` scalar or ``(num_intermediate,)`` overrides the kernel's.
-        Returned ``samples``/``log_weights`` are finite: chains whose weight or position is
+        Returned ``samples``/``log_w`` are finite: chains whose weight or position is
         not finite get weight zero (``-inf``) and position zero.
         """
         BoltzmannGenerator(model, self.target)  # refuses mismatched shapes at trace time
@@ -204,13 +204,13 @@ class FAB(AbstractObjective):
             target_acceptance_rate=self.target_acceptance_rate,
             spacing=self.spacing,
         )
-        ok = jnp.isfinite(res.log_weights) & jnp.all(
+        ok = jnp.isfinite(res.log_w) & jnp.all(
             jnp.isfinite(res.samples.reshape(self.num_samples, -1)), axis=-1
         )
         x = jnp.where(ok.reshape((-1,) + (1,) * (res.samples.ndim - 1)), res.samples, 0.0)
-        log_w = jnp.where(ok, res.log_weights, -jnp.inf)
+        log_w = jnp.where(ok, res.log_w, -jnp.inf)
         return res._replace(
-            samples=jax.lax.stop_gradient(x), log_weights=jax.lax.stop_gradient(log_w)
+            samples=jax.lax.stop_gradient(x), log_w=jax.lax.stop_gradient(log_w)
         )
 
     def surrogate(self, model, x: Array, log_w: Array) -> Array:
@@ -239,7 +239,7 @@ class FAB(AbstractObjective):
         eps = res.adapted_step_size if self.adapt else state.step_size
         buffer = state.buffer
         if buffer is not None:
-            buffer = buffer.add(res.samples, res.log_weights, _frozen(model).log_prob(res.samples))
+            buffer = buffer.add(res.samples, res.log_w, _frozen(model).log_prob(res.samples))
         evals = state.num_energy_evals + res.num_energy_evals
         return FABState(eps, buffer, evals, _ais_diagnostics(res)), res
 
@@ -253,7 +253,7 @@ class FAB(AbstractObjective):
         k_ais, k_buf = jax.random.split(key)
         if state.buffer is None:
             state, res = self._run(model, k_ais, state)
-            loss = self.surrogate(model, res.samples, res.log_weights)
+            loss = self.surrogate(model, res.samples, res.log_w)
         else:
             state = jax.lax.cond(
                 step % self.updates_per_ais == 0,

@@ -7,8 +7,8 @@ Per configuration (``jnp``, any leading batch dimensions, jittable):
 
 Ensemble estimates (host, float64 numpy) take ``phi`` of shape ``(num_samples, L₁, L₂)``
 or ``(num_chains, num_samples, L₁, L₂)`` from MCMC, or independent samples of shape
-``(N, L₁, L₂)`` with log importance weights ``logw`` of shape ``(N,)`` (self-normalised
-reweighting, e.g. flow samples with ``logw = −S − log q``), and return an
+``(N, L₁, L₂)`` with log importance weights ``log_w`` of shape ``(N,)`` (self-normalised
+reweighting, e.g. flow samples with ``log_w = −S − log q``), and return an
 :class:`~physgen.reweighting.Estimate`:
 
 - ``χ₂ = Σ_x G_c(x) = V(⟨M²⟩ − ⟨M⟩²)`` (:func:`susceptibility`),
@@ -55,8 +55,8 @@ def two_point_per_config(phi: Array) -> Array:
     return jnp.real(jnp.fft.ifft2(jnp.conj(f) * f)).astype(phi.dtype) / v
 
 
-def _samples(phi, logw):
-    """``phi`` as float64 ``(R, S, L₁, L₂)`` and ``logw`` as ``(S,)`` or None."""
+def _samples(phi, log_w):
+    """``phi`` as float64 ``(R, S, L₁, L₂)`` and ``log_w`` as ``(S,)`` or None."""
     a = np.asarray(phi, dtype=np.float64)
     if a.ndim == 3:
         a = a[None]
@@ -65,11 +65,11 @@ def _samples(phi, logw):
             f"phi must have shape (num_samples, L1, L2) or (num_chains, num_samples, L1, L2), "
             f"got {a.shape}"
         )
-    if logw is not None:
-        lw = np.asarray(logw, dtype=np.float64)
+    if log_w is not None:
+        lw = np.asarray(log_w, dtype=np.float64)
         if a.shape[0] != 1 or lw.shape != (a.shape[1],):
             raise ValueError(
-                f"logw must have shape (N,) matching phi of shape (N, L1, L2); got logw "
+                f"log_w must have shape (N,) matching phi of shape (N, L1, L2); got log_w "
                 f"{lw.shape} and phi {np.shape(phi)}"
             )
         return a, lw
@@ -77,7 +77,7 @@ def _samples(phi, logw):
 
 
 def jackknife(
-    fn: Callable[[np.ndarray], np.ndarray], values, *, logw=None, num_blocks: int = 20
+    fn: Callable[[np.ndarray], np.ndarray], values, *, log_w=None, num_blocks: int = 20
 ) -> Estimate:
     r"""Blocked jackknife estimate of ``fn(⟨values⟩)`` with its standard error.
 
@@ -85,14 +85,14 @@ def jackknife(
     *k)``; ``fn`` maps their mean (shape ``k``) to the estimate. Each chain is cut into
     ``num_blocks`` blocks of consecutive samples (a remainder is dropped); leaving block
     ``b`` out gives ``θ_b``, and ``se² = (B−1)/B Σ_b (θ_b − θ̄)²`` over all ``B`` blocks.
-    With ``logw`` (independent samples, ``values`` of shape ``(N, *k)``) the means are
+    With ``log_w`` (independent samples, ``values`` of shape ``(N, *k)``) the means are
     self-normalised weighted means. The value is ``fn`` of the full (weighted) mean.
     """
     v = np.asarray(values, dtype=np.float64)
-    if logw is not None:
-        lw = np.asarray(logw, dtype=np.float64)
+    if log_w is not None:
+        lw = np.asarray(log_w, dtype=np.float64)
         if lw.ndim != 1 or v.shape[:1] != lw.shape:
-            raise ValueError(f"logw must have shape ({v.shape[0]},), got {lw.shape}")
+            raise ValueError(f"log_w must have shape ({v.shape[0]},), got {lw.shape}")
         v = v[None]
         w = np.exp(lw - np.max(lw))[None]
     else:
@@ -117,44 +117,44 @@ def jackknife(
     return Estimate(full, se)
 
 
-def ensemble_mean(values, *, logw=None) -> Estimate:
+def ensemble_mean(values, *, log_w=None) -> Estimate:
     """``⟨f⟩`` of a scalar per-sample observable with its error.
 
     ``values``: ``(num_samples,)`` or ``(num_chains, num_samples)`` from MCMC (Γ-method MC
-    error, :func:`physgen.diagnostics.mean_and_mcse`), or ``(N,)`` with ``logw`` ``(N,)``
+    error, :func:`physgen.diagnostics.mean_and_mcse`), or ``(N,)`` with ``log_w`` ``(N,)``
     (self-normalised importance sampling, :func:`physgen.reweighting.expectation`).
     """
-    if logw is not None:
-        est = expectation(jnp.asarray(logw), jnp.asarray(values))
+    if log_w is not None:
+        est = expectation(jnp.asarray(log_w), jnp.asarray(values))
         return Estimate(np.asarray(est.value, np.float64), np.asarray(est.stderr, np.float64))
     m, se = mean_and_mcse(values)
     return Estimate(m, se)
 
 
-def _moments(phi, logw):
-    a, lw = _samples(phi, logw)
+def _moments(phi, log_w):
+    a, lw = _samples(phi, log_w)
     m = a.mean(axis=(-2, -1))
     vals = np.stack([m, m**2, m**4], axis=-1)
     return (vals[0] if lw is not None else vals), lw, a.shape[-2] * a.shape[-1]
 
 
-def susceptibility(phi, *, logw=None, connected: bool = True, num_blocks: int = 20) -> Estimate:
+def susceptibility(phi, *, log_w=None, connected: bool = True, num_blocks: int = 20) -> Estimate:
     """``χ₂ = Σ_x G_c(x) = V(⟨M²⟩ − ⟨M⟩²)`` (``connected=False``: ``V⟨M²⟩``), jackknifed."""
-    vals, lw, v = _moments(phi, logw)
+    vals, lw, v = _moments(phi, log_w)
     c = 1.0 if connected else 0.0
-    return jackknife(lambda mu: v * (mu[1] - c * mu[0] ** 2), vals, logw=lw, num_blocks=num_blocks)
+    return jackknife(lambda mu: v * (mu[1] - c * mu[0] ** 2), vals, log_w=lw, num_blocks=num_blocks)
 
 
-def binder_cumulant(phi, *, logw=None, num_blocks: int = 20) -> Estimate:
+def binder_cumulant(phi, *, log_w=None, num_blocks: int = 20) -> Estimate:
     """``U₄ = 1 − ⟨M⁴⟩ / (3⟨M²⟩²)`` (2/3 deep in an ordered phase, 0 for a Gaussian)."""
-    vals, lw, _ = _moments(phi, logw)
+    vals, lw, _ = _moments(phi, log_w)
     return jackknife(
-        lambda mu: 1.0 - mu[2] / (3.0 * mu[1] ** 2), vals, logw=lw, num_blocks=num_blocks
+        lambda mu: 1.0 - mu[2] / (3.0 * mu[1] ** 2), vals, log_w=lw, num_blocks=num_blocks
     )
 
 
-def _two_point_values(phi, logw):
-    a, lw = _samples(phi, logw)
+def _two_point_values(phi, log_w):
+    a, lw = _samples(phi, log_w)
     c = np.asarray(two_point_per_config(a))
     m = a.mean(axis=(-2, -1))
     l1, l2 = a.shape[-2:]
@@ -166,20 +166,20 @@ def _gc(mu, shape):
     return (mu[:-1] - mu[-1] ** 2).reshape(shape)
 
 
-def two_point_function(phi, *, logw=None, num_blocks: int = 20) -> Estimate:
+def two_point_function(phi, *, log_w=None, num_blocks: int = 20) -> Estimate:
     """Connected ``G_c(x) = ⟨(1/V)Σ_y φ(y)φ(y+x)⟩ − ⟨M⟩²``, shape ``(L₁, L₂)``, jackknifed."""
-    vals, lw, shape = _two_point_values(phi, logw)
-    return jackknife(lambda mu: _gc(mu, shape), vals, logw=lw, num_blocks=num_blocks)
+    vals, lw, shape = _two_point_values(phi, log_w)
+    return jackknife(lambda mu: _gc(mu, shape), vals, log_w=lw, num_blocks=num_blocks)
 
 
 def _gt(mu, shape):
     return _gc(mu, shape).sum(axis=1)
 
 
-def zero_momentum_correlator(phi, *, logw=None, num_blocks: int = 20) -> Estimate:
+def zero_momentum_correlator(phi, *, log_w=None, num_blocks: int = 20) -> Estimate:
     """``G(t) = Σ_{x₂} G_c(t, x₂)`` (time along axis 0), shape ``(L₁,)``, jackknifed."""
-    vals, lw, shape = _two_point_values(phi, logw)
-    return jackknife(lambda mu: _gt(mu, shape), vals, logw=lw, num_blocks=num_blocks)
+    vals, lw, shape = _two_point_values(phi, log_w)
+    return jackknife(lambda mu: _gt(mu, shape), vals, log_w=lw, num_blocks=num_blocks)
 
 
 def _meff(g):
@@ -188,23 +188,23 @@ def _meff(g):
         return np.where(arg >= 1.0, np.arccosh(np.maximum(arg, 1.0)), np.nan)
 
 
-def effective_mass(phi, *, logw=None, num_blocks: int = 20) -> Estimate:
+def effective_mass(phi, *, log_w=None, num_blocks: int = 20) -> Estimate:
     """``m_eff(t) = arccosh[(G(t−1) + G(t+1)) / (2G(t))]`` (periodic in t), shape ``(L₁,)``.
 
     NaN where the argument is below 1 (noise, or t near L/2 on a small lattice).
     """
-    vals, lw, shape = _two_point_values(phi, logw)
-    return jackknife(lambda mu: _meff(_gt(mu, shape)), vals, logw=lw, num_blocks=num_blocks)
+    vals, lw, shape = _two_point_values(phi, log_w)
+    return jackknife(lambda mu: _meff(_gt(mu, shape)), vals, log_w=lw, num_blocks=num_blocks)
 
 
 def pole_mass(
-    phi, *, logw=None, t_range: tuple[int, int] | None = None, num_blocks: int = 20
+    phi, *, log_w=None, t_range: tuple[int, int] | None = None, num_blocks: int = 20
 ) -> tuple[Estimate, Estimate]:
     """Pole mass ``m_p`` = mean of ``m_eff(t)`` over ``t ∈ [t₀, t₁)`` and ``ξ = 1/m_p``.
 
     Default window ``[1, L₁//2)``; returns ``(m_p, ξ)``, both jackknifed.
     """
-    vals, lw, shape = _two_point_values(phi, logw)
+    vals, lw, shape = _two_point_values(phi, log_w)
     t0, t1 = (1, max(2, shape[0] // 2)) if t_range is None else t_range
     if not 0 <= t0 < t1 <= shape[0]:
         raise ValueError(f"t_range must satisfy 0 <= t0 < t1 <= {shape[0]}, got {(t0, t1)}")
@@ -212,29 +212,29 @@ def pole_mass(
     def mp(mu):
         return np.mean(_meff(_gt(mu, shape))[t0:t1])
 
-    m = jackknife(mp, vals, logw=lw, num_blocks=num_blocks)
-    xi = jackknife(lambda mu: 1.0 / mp(mu), vals, logw=lw, num_blocks=num_blocks)
+    m = jackknife(mp, vals, log_w=lw, num_blocks=num_blocks)
+    xi = jackknife(lambda mu: 1.0 / mp(mu), vals, log_w=lw, num_blocks=num_blocks)
     return m, xi
 
 
-def lattice_summary(phi, action, *, logw=None, num_blocks: int = 20) -> dict[str, Estimate]:
+def lattice_summary(phi, action, *, log_w=None, num_blocks: int = 20) -> dict[str, Estimate]:
     """The standard observables of a lattice ensemble, each an :class:`Estimate`.
 
     ``phi``: MCMC chains ``(num_chains, num_samples, L₁, L₂)`` (or one chain) or weighted
-    samples ``(N, L₁, L₂)`` with ``logw`` ``(N,)``; ``action``: ``S`` per configuration, of
+    samples ``(N, L₁, L₂)`` with ``log_w`` ``(N,)``; ``action``: ``S`` per configuration, of
     the leading shape of ``phi``. Returns ``abs_M`` ``⟨|M|⟩``, ``M`` ``⟨M⟩``, ``action``
     ``⟨S⟩``, ``chi2``, ``binder``, ``G_t`` (``(L₁,)``), ``pole_mass`` and
     ``correlation_length``.
     """
     m = np.asarray(magnetization(phi), np.float64)
     out = {
-        "abs_M": ensemble_mean(np.abs(m), logw=logw),
-        "M": ensemble_mean(m, logw=logw),
-        "action": ensemble_mean(np.asarray(action, np.float64), logw=logw),
-        "chi2": susceptibility(phi, logw=logw, num_blocks=num_blocks),
-        "binder": binder_cumulant(phi, logw=logw, num_blocks=num_blocks),
-        "G_t": zero_momentum_correlator(phi, logw=logw, num_blocks=num_blocks),
+        "abs_M": ensemble_mean(np.abs(m), log_w=log_w),
+        "M": ensemble_mean(m, log_w=log_w),
+        "action": ensemble_mean(np.asarray(action, np.float64), log_w=log_w),
+        "chi2": susceptibility(phi, log_w=log_w, num_blocks=num_blocks),
+        "binder": binder_cumulant(phi, log_w=log_w, num_blocks=num_blocks),
+        "G_t": zero_momentum_correlator(phi, log_w=log_w, num_blocks=num_blocks),
     }
-    out["pole_mass"], out["correlation_length"] = pole_mass(phi, logw=logw,
+    out["pole_mass"], out["correlation_length"] = pole_mass(phi, log_w=log_w,
                                                             num_blocks=num_blocks)
     return out

@@ -35,13 +35,13 @@ class StratifiedEstimate(NamedTuple):
 
 
 def stratified_estimate(
-    log_weights: Array, strata: Array, pool_counts: Array, values: Array | None = None
+    log_w: Array, strata: Array, pool_counts: Array, values: Array | None = None
 ) -> StratifiedEstimate:
     r"""Stratified importance sampling estimates from a pool of proposal draws.
 
     ``M`` draws of ``q`` were sorted into ``K`` strata, ``M_S`` in stratum ``S``
     (``pool_counts``); ``n_S`` members of stratum ``S``, taken in draw order (i.i.d. ``q|S``
-    given the counts), were weighted with ``w = p̃/q`` (``log_weights`` ``(n,)``, ``strata``
+    given the counts), were weighted with ``w = p̃/q`` (``log_w`` ``(n,)``, ``strata``
     ``(n,)`` integers in ``[0, K)``). Then ``Z_S = ∫_S p̃ = q_S E_{q|S}[w]`` with ``q_S`` the
     stratum's mass under ``q``, estimated by ``Ẑ_S = (M_S/M) w̄_S``, and, with sample means and
     multinomial pool counts, the delta method gives
@@ -57,15 +57,15 @@ def stratified_estimate(
     ``ValueError`` for mismatched shapes or strata out of range and ``FloatingPointError``
     for non-finite weights.
     """
-    logw = np.asarray(log_weights, dtype=np.float64)
+    log_w = np.asarray(log_w, dtype=np.float64)
     lab = np.asarray(strata)
     counts = np.asarray(pool_counts, dtype=np.float64)
-    if logw.ndim != 1 or lab.shape != logw.shape:
+    if log_w.ndim != 1 or lab.shape != log_w.shape:
         raise ValueError(
-            f"log_weights and strata must have the same shape (n,), got {logw.shape} and "
+            f"log_w and strata must have the same shape (n,), got {log_w.shape} and "
             f"{lab.shape}"
         )
-    if logw.size == 0:
+    if log_w.size == 0:
         raise ValueError("stratified_estimate needs at least one weighted draw")
     num_strata = counts.shape[0] if counts.ndim == 1 else 0
     if num_strata == 0 or not np.issubdtype(lab.dtype, np.integer):
@@ -76,16 +76,16 @@ def stratified_estimate(
     if lab.size and (lab.min() < 0 or lab.max() >= num_strata):
         raise ValueError(f"strata must lie in [0, {num_strata}), got [{lab.min()}, {lab.max()}]")
     if values is None:
-        o = np.zeros(logw.shape)
+        o = np.zeros(log_w.shape)
     else:
         o = np.asarray(values, dtype=np.float64)
-        if o.shape != logw.shape:
-            raise ValueError(f"values must have shape {logw.shape}, got {o.shape}")
-    if not np.all(np.isfinite(logw)):
+        if o.shape != log_w.shape:
+            raise ValueError(f"values must have shape {log_w.shape}, got {o.shape}")
+    if not np.all(np.isfinite(log_w)):
         raise FloatingPointError("non-finite importance weights")
     M = counts.sum()
-    shift = logw.max()
-    w = np.exp(logw - shift)
+    shift = log_w.max()
+    w = np.exp(log_w - shift)
     present = [k for k in range(num_strata) if np.any(lab == k)]
     log_z, var_log_w, o_mean, o_cov = {}, {}, {}, {}
     for k in present:

@@ -9,13 +9,13 @@ from jax.scipy.special import logsumexp, softmax
 from .._base import Array, Scalar
 
 
-def _check_logw(logw) -> Array:
-    logw = jnp.asarray(logw)
-    if logw.ndim != 1:
-        raise ValueError(f"logw must have shape (N,), got {logw.shape}")
-    if not jnp.issubdtype(logw.dtype, jnp.floating):
-        logw = logw.astype(jnp.result_type(float))
-    return logw
+def _check_log_w(log_w) -> Array:
+    log_w = jnp.asarray(log_w)
+    if log_w.ndim != 1:
+        raise ValueError(f"log_w must have shape (N,), got {log_w.shape}")
+    if not jnp.issubdtype(log_w.dtype, jnp.floating):
+        log_w = log_w.astype(jnp.result_type(float))
+    return log_w
 
 
 @eqx.filter_jit
@@ -35,20 +35,20 @@ def log_weights(log_p_unnorm: Array, log_q: Array) -> Array:
 
 
 @eqx.filter_jit
-def normalised_weights(logw: Array) -> Array:
+def normalised_weights(log_w: Array) -> Array:
     """Self-normalised weights ``w̄_i = w_i / Σ_j w_j`` (stable softmax), ``(N,)`` -> ``(N,)``."""
-    return softmax(_check_logw(logw))
+    return softmax(_check_log_w(log_w))
 
 
 @eqx.filter_jit
-def kish_ess(logw: Array) -> Scalar:
+def kish_ess(log_w: Array) -> Scalar:
     """Kish effective sample size ``(Σ w)² / Σ w²`` in ``[1, N]``, computed in log space."""
-    logw = _check_logw(logw)
-    return jnp.exp(2.0 * logsumexp(logw) - logsumexp(2.0 * logw))
+    log_w = _check_log_w(log_w)
+    return jnp.exp(2.0 * logsumexp(log_w) - logsumexp(2.0 * log_w))
 
 
 @eqx.filter_jit
-def ess_fraction(logw: Array) -> Scalar:
-    """``kish_ess(logw) / N`` in ``[1/N, 1]`` (the "reweighting efficiency")."""
-    logw = _check_logw(logw)
-    return kish_ess(logw) / logw.shape[0]
+def ess_fraction(log_w: Array) -> Scalar:
+    """``kish_ess(log_w) / N`` in ``[1/N, 1]`` (the "reweighting efficiency")."""
+    log_w = _check_log_w(log_w)
+    return kish_ess(log_w) / log_w.shape[0]

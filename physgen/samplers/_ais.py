@@ -22,7 +22,7 @@ class AISResult(NamedTuple):
     r"""Output of :func:`annealed_importance_sampling` for ``N`` independent chains.
 
     - ``samples`` ``(N, *event_shape)``: the positions ``x_{K-1}`` after the last transition.
-    - ``log_weights`` ``(N,)``: ``log w = Σ_{k=1}^{K} (b_k - b_{k-1}) [log f₁ - log f₀](x_{k-1})``;
+    - ``log_w`` ``(N,)``: ``log w = Σ_{k=1}^{K} (b_k - b_{k-1}) [log f₁ - log f₀](x_{k-1})``;
       ``E[w] = Z₁/Z₀`` for every chain, and ``(x, w)`` is a properly weighted sample of
       ``f₁/Z₁``.
     - ``log_Z``: :class:`~physgen.reweighting.Estimate` of ``log(Z₁/Z₀)`` (log-mean-exp, with
@@ -38,7 +38,7 @@ class AISResult(NamedTuple):
     """
 
     samples: Array
-    log_weights: Array
+    log_w: Array
     log_Z: Estimate
     ess_fraction: Array
     num_energy_evals: Array
@@ -294,7 +294,7 @@ def annealed_importance_sampling(
     log_w = log_w + (b[-1] - b[-2]) * (vals[1] - vals[0])
     return AISResult(
         samples=x,
-        log_weights=log_w,
+        log_w=log_w,
         log_Z=_log_Z_estimate(log_w),
         ess_fraction=_ess_fraction(log_w),
         num_energy_evals=jnp.asarray(num_energy, jnp.int32),

@@ -184,7 +184,7 @@ class WeightedSamples(NamedTuple):
     """Independent draws ``x_i ~ q`` with log importance weights ``log w_i = log p̃(x_i) -
     log q(x_i)``.
 
-    ``positions`` ``(N, *event_shape)``, ``log_weights`` ``(N,)``. Stratified draws also
+    ``positions`` ``(N, *event_shape)``, ``log_w`` ``(N,)``. Stratified draws also
     carry ``strata`` ``(N,)`` (the stratum index of each draw) and ``pool_counts`` ``(K,)``
     (members of each stratum among all ``M`` draws of ``q`` that were sorted into strata);
     both are ``None`` otherwise. ``num_energy_evals`` (one per weighted draw) and
@@ -192,7 +192,7 @@ class WeightedSamples(NamedTuple):
     """
 
     positions: Any
-    log_weights: Any
+    log_w: Any
     strata: Any
     pool_counts: Any
     num_energy_evals: int

@@ -100,7 +100,7 @@ class BudgetRun(NamedTuple):
 
     ``samples``: ``(num_chains, num_samples, *event_shape)`` for chains,
     ``(num_runs, num_particles, *event_shape)`` for particle runs (``independent_runs``), or
-    ``(N, *event_shape)`` weighted draws with ``log_weights`` ``(N,)`` (and, stratified,
+    ``(N, *event_shape)`` weighted draws with ``log_w`` ``(N,)`` (and, stratified,
     ``strata`` ``(N,)`` and ``pool_counts`` ``(K,)``). Counts are exact totals; ``info``
     holds what the sampler reported (warm-up length, tuned parameters, swap rates, ...).
     """
@@ -110,7 +110,7 @@ class BudgetRun(NamedTuple):
     num_grad_evals: int = 0
     num_flow_evals: int = 0
     acceptance_rate: float | None = None
-    log_weights: Any = None
+    log_w: Any = None
     strata: Any = None
     pool_counts: Any = None
     independent_runs: bool = False
@@ -217,7 +217,7 @@ def _run_weighted(key, sampler, target, budget) -> BudgetRun:
         info = {"pool": int(counts.sum()), "pool_counts": counts.tolist(),
                 "weighted_counts": np.bincount(ws.strata, minlength=counts.size).tolist()}
     return BudgetRun(ws.positions, ws.num_energy_evals, 0, ws.num_flow_evals,
-                     log_weights=ws.log_weights, strata=ws.strata, pool_counts=ws.pool_counts,
+                     log_w=ws.log_w, strata=ws.strata, pool_counts=ws.pool_counts,
                      info=info)
 
 
@@ -277,8 +277,8 @@ def _timed(fn: Callable[[], BudgetRun], time_it: bool) -> tuple[BudgetRun, float
     t0 = time.perf_counter()
     out = fn()
     jax.block_until_ready(out.samples)
-    if out.log_weights is not None:
-        jax.block_until_ready(out.log_weights)
+    if out.log_w is not None:
+        jax.block_until_ready(out.log_w)
     return out, time.perf_counter() - t0
 
 
@@ -303,7 +303,7 @@ def _stratified(run: BudgetRun, observable) -> dict:
         raise ValueError("ΔF_{B−A} needs a stratified sampler over two states (in_A, in_B), "
                          f"got {len(run.pool_counts) - 1} state(s)")
     o = np.asarray(observable(run.samples), dtype=np.float64)
-    s = rw.stratified_estimate(run.log_weights, run.strata, run.pool_counts, o)
+    s = rw.stratified_estimate(run.log_w, run.strata, run.pool_counts, o)
     n = int(run.num_energy_evals)
     ess = min(float(n), s.f_var / s.mean_var) if s.mean_var > 0 else None
     value, stderr = s.free_energy_difference(0, 1)
@@ -315,14 +315,14 @@ def _stratified(run: BudgetRun, observable) -> dict:
 
 
 def _importance(run: BudgetRun, observable, states) -> dict:
-    logw = run.log_weights
-    e = rw.expectation(logw, jnp.asarray(observable(run.samples), logw.dtype))
+    log_w = run.log_w
+    e = rw.expectation(log_w, jnp.asarray(observable(run.samples), log_w.dtype))
     out = {"estimate": float(e.value), "error": float(e.stderr),
-           "ess": float(rw.kish_ess(logw)), "num_samples": int(logw.shape[0])}
+           "ess": float(rw.kish_ess(log_w)), "num_samples": int(log_w.shape[0])}
     out["ess_fraction"] = out["ess"] / out["num_samples"]
     if states is not None:
         in_a, in_b = states[0](run.samples), states[1](run.samples)
-        d = rw.free_energy_difference(logw, in_a, in_b)
+        d = rw.free_energy_difference(log_w, in_a, in_b)
         out["delta_F"] = {"value": float(d.value), "stderr": float(d.stderr)}
         out["fraction_of_samples_in_B"] = float(jnp.mean(in_b))
     return out
@@ -340,7 +340,7 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
     """
     if run.strata is not None:
         return _stratified(run, observable)
-    if run.log_weights is not None:
+    if run.log_w is not None:
         return _importance(run, observable, states)
     o = np.asarray(observable(run.samples), dtype=np.float64)  # (R, S)
     n = o.size
@@ -519,10 +519,10 @@ def _note(est: dict, run: BudgetRun, short_chains: bool = False) -> str:
         notes.append(f"no {unit[:-1]} visited B")
     elif "chains_visiting_B" in est and est["chains_visiting_B"] < est["num_chains"]:
         notes.append(f"{est['chains_visiting_B']} of {est['num_chains']} {unit} visited B")
-    plain_is = run.log_weights is not None and run.strata is None
+    plain_is = run.log_w is not None and run.strata is None
     if plain_is and est.get("fraction_of_samples_in_B", 1.0) == 0:
         notes.append("no flow sample in B")
-    chains = run.log_weights is None and not run.independent_runs
+    chains = run.log_w is None and not run.independent_runs
     if chains and est["ess"] is None:
         notes.append("observable constant: ESS undefined")
     return "; ".join(notes)

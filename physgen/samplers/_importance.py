@@ -90,9 +90,9 @@ class ImportanceSampler(AbstractImportanceSampler):
             x, lw = _draw_and_weigh(self.flow, target, k, size)
             xs.append(x)
             lws.append(lw)
-        x, logw = (jnp.concatenate(xs), jnp.concatenate(lws)) if count > 1 else (xs[0], lws[0])
+        x, log_w = (jnp.concatenate(xs), jnp.concatenate(lws)) if count > 1 else (xs[0], lws[0])
         n = count * size
-        return WeightedSamples(x, logw, None, None, n, n)
+        return WeightedSamples(x, log_w, None, None, n, n)
 
 
 class StratifiedImportanceSampler(AbstractImportanceSampler):
@@ -153,9 +153,9 @@ class StratifiedImportanceSampler(AbstractImportanceSampler):
             )
         idx = np.concatenate([np.flatnonzero(lab == k)[: take[k]] for k in range(num_strata)])
         xw = jnp.asarray(x[idx])
-        logw = _weigh(self.flow, target, xw)
+        log_w = _weigh(self.flow, target, xw)
         n = int(take.sum())
-        return WeightedSamples(xw, logw, lab[idx], counts, n, int(x.shape[0]) + n)
+        return WeightedSamples(xw, log_w, lab[idx], counts, n, int(x.shape[0]) + n)
 
 
 def _equal_shares(counts: np.ndarray, budget: int) -> np.ndarray:
