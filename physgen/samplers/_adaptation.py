@@ -11,11 +11,12 @@ a mean over the chain axis and is not used here.)
 from __future__ import annotations
 
 import blackjax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from ._base import EvalCounts, KernelState, _zero_counts
+from ._base import AbstractKernelSampler, EvalCounts, KernelState, _burn_in, _zero_counts
 
 
 def window_adapt(algorithm, key, target, state: KernelState, num_steps: int, *,
@@ -77,3 +78,26 @@ def dual_averaging_adapt(sampler, key, target, state: KernelState, num_steps: in
     )
     final = p0 * da_final(da).astype(p0.dtype)
     return KernelState(state.inner, dict(state.params, **{param: final})), counts
+
+
+class AbstractDualAveragingSampler(AbstractKernelSampler):
+    """A kernel of one target evaluation per transition (MALA, random-walk Metropolis) whose
+    warm-up is dual averaging of its tuned parameter (``adapt``), towards
+    ``target_acceptance_rate``, or plain burn-in."""
+
+    adapt: eqx.AbstractVar[bool]
+    target_acceptance_rate: eqx.AbstractVar[float]
+
+    def transition_evals(self) -> int:
+        return 1
+
+    def warmup_overhead_evals(self) -> int:
+        return 0
+
+    def warmup(self, key, target, state, num_steps: int):
+        """Dual averaging of the tuned parameter if ``adapt`` else plain burn-in."""
+        if not self.adapt:
+            return _burn_in(self, key, target, state, num_steps)
+        return dual_averaging_adapt(self, key, target, state, num_steps,
+                                    param=self.tuned_parameter,
+                                    target_acceptance_rate=self.target_acceptance_rate)

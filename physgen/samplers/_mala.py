@@ -8,11 +8,11 @@ import blackjax
 import jax.numpy as jnp
 from blackjax.mcmc.mala import MALAState
 
-from ._adaptation import dual_averaging_adapt
-from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
+from ._adaptation import AbstractDualAveragingSampler
+from ._base import EvalCounts, _step_info
 
 
-class MALA(AbstractKernelSampler):
+class MALA(AbstractDualAveragingSampler):
     r"""MALA: ``x' = x + ε ∇log p(x) + √(2ε) ξ``, accepted with the asymmetric MH ratio.
 
     Cost per transition: one energy+gradient evaluation at ``x'`` (``init``: one). With
@@ -55,16 +55,3 @@ class MALA(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 1, 0)
-
-    def transition_evals(self) -> int:
-        return 1
-
-    def warmup_overhead_evals(self) -> int:
-        return 0
-
-    def warmup(self, key, target, state, num_steps: int):
-        """Dual averaging of ``ε`` if ``adapt`` else plain burn-in."""
-        if not self.adapt:
-            return _burn_in(self, key, target, state, num_steps)
-        return dual_averaging_adapt(self, key, target, state, num_steps, param="step_size",
-                                    target_acceptance_rate=self.target_acceptance_rate)

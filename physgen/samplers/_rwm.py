@@ -8,11 +8,11 @@ import blackjax
 import jax.numpy as jnp
 from blackjax.mcmc.random_walk import RWState, normal
 
-from ._adaptation import dual_averaging_adapt
-from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
+from ._adaptation import AbstractDualAveragingSampler
+from ._base import EvalCounts, _step_info
 
 
-class RandomWalkMetropolis(AbstractKernelSampler):
+class RandomWalkMetropolis(AbstractDualAveragingSampler):
     r"""RWM: ``x' = x + σ ⊙ ξ``, ``ξ ~ N(0, I)``, accepted with ``min(1, p(x')/p(x))``.
 
     ``scale`` ``σ`` is a scalar or an array of shape ``event_shape`` (per-coordinate).
@@ -66,16 +66,3 @@ class RandomWalkMetropolis(AbstractKernelSampler):
 
     def init_evals(self) -> EvalCounts:
         return EvalCounts(1, 0, 0)
-
-    def transition_evals(self) -> int:
-        return 1
-
-    def warmup_overhead_evals(self) -> int:
-        return 0
-
-    def warmup(self, key, target, state, num_steps: int):
-        """Dual averaging of the scale factor if ``adapt`` else plain burn-in."""
-        if not self.adapt:
-            return _burn_in(self, key, target, state, num_steps)
-        return dual_averaging_adapt(self, key, target, state, num_steps, param="scale",
-                                    target_acceptance_rate=self.target_acceptance_rate)
