@@ -366,7 +366,8 @@ def main(argv=None):
             "train_time_s": train_time,
             "train_energy_grad_evals": args.steps * args.batch_size,
             "path_gradient": args.path_gradient,
-            **({"final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
+            **({"initial_loss_mean_first_10": float(np.mean(history["loss"][:10])),
+                "final_loss_mean_last_100": float(np.mean(history["loss"][-100:])),
                 "final_ess_fraction_mean_last_100": float(np.mean(history["ess_fraction"][-100:])),
                 "ess_fraction_vs_step": ess_curve(history["ess_fraction"])}
                if args.steps > 0 else {}),

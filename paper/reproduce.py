@@ -252,7 +252,7 @@ EXPERIMENTS: list[Experiment] = [
         "families", "experiments/families.py", ("--quick",), (),
         figures={"samples": "families"}, tables=_families_tables),
     Experiment(
-        "phi4", "experiments/phi4.py", ("--quick",),
+        "phi4", "experiments/phi4.py", ("--quick", "--ensemble", "broken"),
         ("--ensemble", "E2", "--steps", "14000", "--mcmc", "both"),
         figures={"magnetisation_histogram": "phi4_magnetisation",
                  "correlator": "phi4_correlator"},

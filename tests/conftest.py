@@ -1,5 +1,85 @@
+"""Shared test fixtures: float64, one run of each experiment's --quick for the whole session
+(all workers), a persistent compilation cache, and a memory-map guard.
+
+The compilation cache: XLA executables are written to one temporary folder for the session
+and read back by every worker and every experiment subprocess, so a function compiled once is
+not compiled again elsewhere (JAX's persistent cache; a new folder per session, removed at
+the end).
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
 import jax
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+
+
+def _use_compilation_cache(path: str) -> None:
+    os.environ[_CACHE_ENV] = path
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
+
+def pytest_configure(config):
+    # the controller makes the folder before it starts the workers, which inherit it
+    if _CACHE_ENV not in os.environ:
+        config._physgen_cache = tempfile.mkdtemp(prefix="physgen-jax-cache-")
+    _use_compilation_cache(os.environ.get(_CACHE_ENV, getattr(config, "_physgen_cache", "")))
+
+
+def pytest_unconfigure(config):
+    made = getattr(config, "_physgen_cache", None)
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
+        os.environ.pop(_CACHE_ENV, None)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory, worker_id):
+    """``quick_run(name) -> folder``: the outputs of ``paper/reproduce.py``'s experiment
+    ``name`` run with its ``--quick`` arguments, once per session: the first test (of any
+    worker) that asks runs it in a subprocess; the others wait for it and read its folder.
+    The paper test collects the same folders, so no quick experiment runs twice."""
+    sys.path.insert(0, str(ROOT / "paper"))
+    import reproduce
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if worker_id != "master" else base) / "quick-runs"
+    shared.mkdir(exist_ok=True)
+    experiments = {e.name: e for e in reproduce.EXPERIMENTS}
+
+    def run(name: str) -> Path:
+        out = shared / name
+        with _locked(shared / f"{name}.lock"):
+            status = out / "status.json"
+            if not status.exists():
+                out.mkdir(exist_ok=True)
+                info = reproduce.run_experiment(experiments[name], shared, quick=True)
+                status.write_text(json.dumps(info))
+        return out
+
+    return run
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,8 +26,8 @@ def test_help(capsys):
     assert "--quick" in out and "--target" in out and "--seeds" in out
 
 
-def test_manywell_quick(tmp_path):
-    _load().main(["--quick", "--out", str(tmp_path)])
+def test_manywell_quick(quick_run):
+    tmp_path = quick_run("manywell")
     r = json.loads((tmp_path / "results.json").read_text())
     assert abs(r["exact_log_Z"] - 20.586959414147735) < 1e-9  # ManyWell(4): two pairs
     assert set(r["methods"]) == {"reverse_kl", "forward_kl", "fab", "fab_buffer"}
@@ -36,11 +35,15 @@ def test_manywell_quick(tmp_path):
     for m, res in r["methods"].items():
         s = res["summary"]
         assert 0 < s["energy_evals"] <= budget, m
-        assert math.isfinite(s["log_Z_mae"]) and 0 < s["ess_fraction_mean"] <= 1
-        assert 1 <= s["modes_visited_mean"] <= r["num_modes"]
+        assert 0 < s["ess_fraction_mean"] <= 1
+        # 6 iterations of 32 samples already cover all 4 modes of ManyWell(4)
+        assert s["modes_visited_mean"] == r["num_modes"] == 4
         assert len(res["seeds"]) == 1 and len(res["curves"][0]) == 1
         for seed in res["seeds"]:
-            assert seed["log_Z_stderr"] > 0
+            # log Z by importance sampling from a barely trained flow: right to within its
+            # (delta-method) error and 0.5 nats of bias, not an arbitrary finite number
+            err, se = seed["log_Z_error"], seed["log_Z_stderr"]
+            assert 0 < se < 1 and abs(err) < 5 * se + 0.5, (m, seed)
     # FAB's evaluation count is the exact AIS count, buffer fill included
     per = r["energy_evals_per_ais_iteration"]
     assert per == 32 * (2 + 1 * 2)
@@ -85,6 +88,10 @@ def test_gmm40_quick_with_either_flow(tmp_path, flow):
     s = r["methods"]["fab_buffer"]["summary"]
     assert 0 < s["ess_fraction_mean"] <= 1 and 0 <= s["fraction_modes_covered_mean"] <= 1
     assert 1 <= s["modes_visited_mean"] <= 40
+    (seed,) = r["methods"]["fab_buffer"]["seeds"]
+    # exact log Z = 0; a 6-iteration flow misses modes, so only the sign of a gross error
+    # is tested: the estimate cannot exceed log Z by more than its error (IS is biased low)
+    assert seed["log_Z_error"] < 5 * seed["log_Z_stderr"] + 0.1, seed
     assert (tmp_path / "gmm40.png").stat().st_size > 0
 
 

@@ -30,41 +30,36 @@ def test_help(capsys):
         mod.register("x", "approximate")
 
 
-def test_families_quick(tmp_path):
-    _load().main(
-        [
-            "--quick",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-            "--datasets",
-            "double_well",
-            "--families",
-            "autoregressive",
-            "vae",
-            "gan",
-        ]
-    )
-    r = json.loads((tmp_path / "results.json").read_text())
-    runs = {run["family"]: run for run in r["runs"]}
-    assert {k: v["likelihood"] for k, v in runs.items()} == {
-        "autoregressive": "exact",
-        "vae": "bound",
-        "gan": "none",
-    }
-    assert set(runs["autoregressive"]["test_nll"]) == {"exact"}
-    assert set(runs["vae"]["test_nll"]) == {"elbo", "iwae_16"}
-    assert runs["gan"]["test_nll"] == {}  # no density, hence no likelihood at all
+def test_families_quick(quick_run):
+    """Every family on both quick data sets, each labelled with its kind of likelihood. This
+    is a smoke test of the pipeline (100 steps): the GAN's quality is tested apart
+    (tests/test_gan.py), the likelihoods here only within loose bounds."""
+    out = quick_run("families")
+    r = json.loads((out / "results.json").read_text())
+    kinds = {"realnvp": "exact", "nsf": "exact", "autoregressive": "exact", "vae": "bound",
+             "gan": "none", "flow_matching": "exact", "diffusion": "exact"}
+    for dataset in ("moons", "double_well"):
+        runs = {run["family"]: run for run in r["runs"] if run["dataset"] == dataset}
+        assert {k: v["likelihood"] for k, v in runs.items()} == kinds
+        assert set(runs["autoregressive"]["test_nll"]) == {"exact"}
+        assert set(runs["vae"]["test_nll"]) == {"elbo", "iwae_16"}
+        assert runs["gan"]["test_nll"] == {}  # no density, hence no likelihood at all
+        for run in runs.values():
+            h = run["entropy"]
+            for v in run["test_nll"].values():
+                se = math.hypot(v["stderr"], h["stderr"])
+                # an NLL (or bound) lies above the entropy (up to noise)
+                assert v["value"] > h["value"] - 4 * se, (run["family"], v)
+                # and a model that learnt something within 2.5 nats of it; 100 steps of
+                # score matching do not make a density yet (NLL ~ 8), the others do
+                if run["family"] != "diffusion":
+                    assert v["value"] < h["value"] + 2.5, (run["family"], v)
+            assert 0 <= run["precision"]["value"] <= 1 and 0 <= run["recall"]["value"] <= 1
+            assert 0 < run["mmd_p_value"] <= 1 and run["sample_time_per_1000_s"] > 0
+        # the exact families (flows) already cover the data: recall far from zero
+        assert all(runs[f]["recall"]["value"] > 0.5 for f in ("realnvp", "nsf")), runs
     assert abs(r["references"]["double_well"]["log_Z"] - 11.020467230187805) < 1e-9
-    for run in runs.values():
-        for v in run["test_nll"].values():
-            assert math.isfinite(v["value"]) and v["stderr"] > 0
-        # an NLL (or bound) is never below the data entropy by more than noise
-        h = run["entropy"]
-        for v in run["test_nll"].values():
-            assert v["value"] > h["value"] - 4 * math.hypot(v["stderr"], h["stderr"])
-        assert 0 <= run["precision"]["value"] <= 1 and 0 <= run["recall"]["value"] <= 1
-        assert 0 < run["mmd_p_value"] <= 1
-        assert run["energy_w1_kT"] >= 0 and run["sample_time_per_1000_s"] > 0
-    assert (tmp_path / "samples.png").stat().st_size > 1000
-    assert "none (no density)" in (tmp_path / "table.md").read_text()
+    dw = [run for run in r["runs"] if run["dataset"] == "double_well"]
+    assert all(run["energy_w1_kT"] >= 0 for run in dw)
+    assert (out / "samples.png").stat().st_size > 1000
+    assert "none (no density)" in (out / "table.md").read_text()

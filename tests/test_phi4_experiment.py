@@ -28,8 +28,8 @@ def test_help(capsys):
     assert "--quick" in capsys.readouterr().out
 
 
-def test_phi4_quick(tmp_path):
-    _load().main(["--quick", "--ensemble", "broken", "--out", str(tmp_path), "--no-progress"])
+def test_phi4_quick(quick_run):
+    tmp_path = quick_run("phi4")
     r = json.loads((tmp_path / "results.json").read_text())
     assert r["target"]["L"] == 4 and r["flow"]["z2"] == "mixture"
     assert not r["flow"]["path_gradient"]  # off by default for the mixture (cost per step)
@@ -46,7 +46,8 @@ def test_phi4_quick(tmp_path):
     assert r["flow_imh"]["num_grad_evals"] == 0
     assert 0 < r["reweighting"]["ess_fraction"] <= 1
     # reverse KL training lowered the loss below the identity flow's starting value
-    assert r["flow"]["final_loss_mean_last_100"] < 1e6
+    f = r["flow"]
+    assert f["final_loss_mean_last_100"] < f["initial_loss_mean_first_10"] - 1
     for fig in ("training", "magnetisation_histogram", "correlator", "tau_int"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
 
