@@ -156,7 +156,11 @@ def test_kernel_object_and_betas():
         )
     )(jax.random.key(1))
     assert res.samples.shape == (32, 2) and res.step_size.shape == (3,)
+    np.testing.assert_array_equal(res.betas, b.astype(res.betas.dtype))
+    # the weights are the path's increments: finite, and their log-mean-exp estimates
+    # log(Z₁/Z₀) of the test's pair to within a few of its standard errors
     assert np.all(np.isfinite(res.log_w))
+    assert abs(float(res.log_Z.value) - LOG_Z) < 5 * float(res.log_Z.stderr) + 0.05
 
 
 def test_kernel_defaults_come_from_the_kernel():

@@ -322,7 +322,9 @@ def test_conditional_log_prob_guidance_and_dropout(x64):
     )
     ref = D.DenoisingScoreMatching().loss(unc, jax.random.key(2), data[0], None, 0)
     np.testing.assert_allclose(float(drop_all[0]), float(ref[0]), rtol=1e-12)
-    assert float(keep[0]) != float(drop_all[0])
+    # with the condition kept, the loss is the conditioned model's: clearly another number
+    assert abs(float(keep[0]) - float(drop_all[0])) > 0.05 * abs(float(drop_all[0])), (
+        keep[0], drop_all[0])
     with pytest.raises(ValueError, match="conditional"):
         D.DenoisingScoreMatching().loss(model, jax.random.key(2), data[0], None, 0)
 
