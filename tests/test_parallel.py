@@ -65,6 +65,16 @@ def _compute(mesh, x64: bool, flow) -> dict:
     out[f"hmc_{name}_evals_{p}"] = np.asarray(res.num_energy_evals)
     out[f"hmc_{name}_devices_{p}"] = np.asarray(len(res.samples.sharding.device_set))
 
+    if x64:  # NUTS (adapted) and parallel tempering, chain for chain
+        from physgen.samplers import NUTS, ParallelTempering, geometric_ladder
+
+        pt = ParallelTempering(HMC(0.1, 3, adapt=False), geometric_ladder(3, 0.2))
+        for tag, smp in (("nuts", NUTS(0.1)), ("pt", pt)):
+            r = run_mcmc(jax.random.key(6), smp, target, num_chains=8, num_samples=30,
+                         num_warmup=20, mesh=mesh)
+            out[f"{tag}_samples_{p}"] = np.asarray(r.samples)
+            out[f"{tag}_evals_{p}"] = np.asarray(r.num_energy_evals)
+
     bg = physgen.BoltzmannGenerator(model, target)
     x, log_w = bg.sample_and_log_weights(jax.random.key(5), 1024, mesh=mesh)
     out[f"bg_log_w_{p}"] = np.asarray(log_w)
@@ -256,6 +266,15 @@ def test_adapted_hmc_chains_equal_sample_for_sample_in_float64(results):
     np.testing.assert_allclose(
         sharded["hmc_adapted_acceptance_64"], single["hmc_adapted_acceptance_64"], atol=1e-6
     )
+
+
+@pytest.mark.parametrize("tag", ["nuts", "pt"])
+def test_nuts_and_tempering_chains_equal_one_device(results, tag):
+    sharded, single = results
+    a, b = sharded[f"{tag}_samples_64"], single[f"{tag}_samples_64"]
+    assert a.shape == (8, 30, 2) and np.std(a[:, :, 0]) > 0.1
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert int(sharded[f"{tag}_evals_64"]) == int(single[f"{tag}_evals_64"])
 
 
 @pytest.mark.parametrize("p, rtol", [("32", 1e-5), ("64", 1e-12)])
