@@ -73,8 +73,8 @@ class MaskedAutoregressive(AbstractBijection):
         if self.cond_shape is not None:
             inp = jnp.concatenate([inp, jnp.reshape(condition, -1).astype(inp.dtype)])
         params = self.made(inp).reshape(-1, x.shape[0])
-        out, log_derivatives = (self.transformer.inverse if inverse else
-                                self.transformer.forward)(x, params)
+        tau = self.transformer.inverse if inverse else self.transformer.forward
+        out, log_derivatives = tau(x, params)
         return out, jnp.sum(log_derivatives)
 
     def transform_and_log_det(

@@ -132,15 +132,17 @@ class CheckerboardPartition(AbstractPartition):
     def split(self, x: Array) -> tuple[Array, Array]:
         return jnp.asarray(checkerboard(self.shape, self.parity), x.dtype) * x, x
 
-    # Masks follow the layout the transformer computed in (flat or the field's): XLA rounds
-    # fused elementwise functions differently by loop shape, and results must reproduce.
+    # The masks take the layout the transformer computed in (flat or the field's), the kept
+    # colour comes from x_c rather than x, and the log-det masks by a product: so the layer
+    # reproduces earlier results bit for bit (XLA rounds fused elementwise functions and
+    # orders cotangent sums by expression and loop shape).
     def merge(self, x_c: Array, y_t: Array) -> Array:
         active = checkerboard(self.shape, 1 - self.parity).reshape(y_t.shape)
         return jnp.where(active, y_t, x_c.reshape(y_t.shape)).reshape(self.shape)
 
     def sum(self, log_derivatives: Array) -> Scalar:
         active = checkerboard(self.shape, 1 - self.parity).reshape(log_derivatives.shape)
-        return jnp.sum(jnp.where(active, log_derivatives, 0))
+        return jnp.sum(jnp.asarray(active, log_derivatives.dtype) * log_derivatives)
 
 
 def _views(partition: AbstractPartition):

@@ -94,7 +94,8 @@ class SplineTransformer(AbstractTransformer):
     ``[-interval, interval]`` and identity tails.
 
     Parameters: ``K`` raw widths, ``K`` raw heights, ``K - 1`` raw interior derivatives, read
-    by :func:`~physgen.bijections.spline_knots`. No Z2 parities (``parities = None``).
+    by :func:`~physgen.bijections.spline_knots`. No Z2 parities (``parities = None``): an
+    odd spline needs mirrored knots, not parameters of a definite sign.
     """
 
     num_bins: int = eqx.field(static=True)
