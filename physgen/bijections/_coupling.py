@@ -62,10 +62,9 @@ class FlatPartition(AbstractPartition):
     arrays are traced, and gathers (scatter-adds in the backward pass) are markedly slower
     than slices on CPU."""
 
-    order: Array
-    inverse_order: Array
-    num_conditioning: int = eqx.field(static=True)
-    is_prefix: bool = eqx.field(static=True)
+    cond_idx: Array
+    trans_idx: Array
+    prefix: int | None = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
 
     def __init__(
@@ -90,19 +89,23 @@ class FlatPartition(AbstractPartition):
             m = np.arange(size) < split
         if m.all():
             raise ValueError("the coupling mask leaves no entry to transform")
-        order = np.concatenate([np.flatnonzero(m), np.flatnonzero(~m)]).astype(np.int32)
-        self.order = jnp.asarray(order)
-        self.inverse_order = jnp.asarray(np.argsort(order).astype(np.int32))
-        self.num_conditioning = int(m.sum())
-        self.is_prefix = bool(np.array_equal(order, np.arange(size)))
+        cond_idx, trans_idx = np.flatnonzero(m), np.flatnonzero(~m)
+        self.cond_idx = jnp.asarray(cond_idx.astype(np.int32))
+        self.trans_idx = jnp.asarray(trans_idx.astype(np.int32))
+        contiguous = np.array_equal(cond_idx, np.arange(cond_idx.size))
+        self.prefix = int(cond_idx.size) if contiguous else None
 
     def split(self, x: Array) -> tuple[Array, Array]:
-        flat = x.reshape(-1) if self.is_prefix else x.reshape(-1)[self.order]
-        return flat[: self.num_conditioning], flat[self.num_conditioning :]
+        flat = x.reshape(-1)
+        if self.prefix is not None:
+            return flat[: self.prefix], flat[self.prefix :]
+        return flat[self.cond_idx], flat[self.trans_idx]
 
     def merge(self, x_c: Array, y_t: Array) -> Array:
-        flat = jnp.concatenate([x_c, y_t])
-        return (flat if self.is_prefix else flat[self.inverse_order]).reshape(self.shape)
+        if self.prefix is not None:
+            return jnp.concatenate([x_c, y_t]).reshape(self.shape)
+        flat = jnp.zeros(math.prod(self.shape), y_t.dtype)
+        return flat.at[self.cond_idx].set(x_c).at[self.trans_idx].set(y_t).reshape(self.shape)
 
     def sum(self, log_derivatives: Array) -> Scalar:
         return jnp.sum(log_derivatives)
@@ -295,9 +298,10 @@ class Coupling(AbstractBijection):
     (``x_c`` is unchanged). ``cond_shape`` is the conditioner's.
     """
 
+    # conditioner first: the order of the leaves is the format of saved models
+    conditioner: AbstractConditioner
     partition: AbstractPartition
     transformer: AbstractTransformer
-    conditioner: AbstractConditioner
     shape: Shape = eqx.field(static=True)
     cond_shape: Shape | None = eqx.field(static=True)
 
@@ -317,9 +321,9 @@ class Coupling(AbstractBijection):
         cond = None if cond is None else jax.ShapeDtypeStruct(cond, jnp.float32)
         _check_output(conditioner, (x_c, cond), (transformer.num_params,) + x_t.shape,
                       "conditioner")
+        self.conditioner = conditioner
         self.partition = partition
         self.transformer = transformer
-        self.conditioner = conditioner
         self.shape = tuple(partition.shape)
         self.cond_shape = conditioner.cond_shape
 
