@@ -17,19 +17,37 @@ import physgen.bijections as pb
 DIM = 3
 COND = (2,)
 B = 2.0  # spline interval: test points (1.5 N(0, 1)) fall inside and outside [-B, B]
+_MASK_2D = np.array([[True, False], [False, True]])
 
 
-def _coupling_mask_2d():
-    return np.array([[True, False], [False, True]])
+AFFINE = pb.AffineTransformer()
+SPLINE = pb.SplineTransformer(4, B)
+
+
+def mlp_coupling(k, transformer=AFFINE, shape=DIM, z2=False, partition=None, **kw):
+    """Coupling of a flat partition (default: half split) with a small MLP conditioner."""
+    partition = pb.FlatPartition(shape) if partition is None else partition
+    conditioner = pb.MLPConditioner(partition, transformer, key=k, width=8, depth=1, **kw)
+    if z2:
+        conditioner = pb.Z2EquivariantConditioner(conditioner, transformer)
+    return pb.Coupling(partition, transformer, conditioner)
+
+
+def conv_coupling(k, transformer=AFFINE, parity=0, z2=False, shape=(2, 2)):
+    """Checkerboard coupling with a small periodic conv conditioner."""
+    partition = pb.CheckerboardPartition(shape, parity)
+    conditioner = pb.ConvConditioner(partition, transformer, key=k, hidden_channels=(3,))
+    if z2:
+        conditioner = pb.Z2EquivariantConditioner(conditioner, transformer)
+    return pb.Coupling(partition, transformer, conditioner)
 
 
 def _chain(k):
     k1, k2, k3 = jax.random.split(k, 3)
     return pb.Chain([
-        pb.AffineCoupling(DIM, key=k1, conditioner_width=8, conditioner_depth=1),
+        mlp_coupling(k1),
         pb.Permute([2, 0, 1]),
-        pb.SplineCoupling(DIM, key=k2, num_bins=4, interval=B, conditioner_width=8,
-                          conditioner_depth=1, cond_shape=COND),
+        mlp_coupling(k2, SPLINE, cond_shape=COND),
         pb.LULinear(DIM, permutation=[1, 2, 0]),
         pb.MaskedAutoregressive(DIM, key=k3, width=8, depth=1),
     ])
@@ -37,11 +55,7 @@ def _chain(k):
 
 def _scan_spline(k):
     def layer(key):
-        return pb.Chain([
-            pb.SplineCoupling(DIM, key=key, num_bins=4, interval=B, conditioner_width=8,
-                              conditioner_depth=1, cond_shape=COND),
-            pb.Reverse(DIM),
-        ])
+        return pb.Chain([mlp_coupling(key, SPLINE, cond_shape=COND), pb.Reverse(DIM)])
     return pb.Scan(layer, jax.random.split(k, 3))
 
 
@@ -60,40 +74,42 @@ BASE = {
     "reverse": lambda k: pb.Reverse((DIM,)),
     "reverse_2d": lambda k: pb.Reverse((2, 2)),
     "lu_linear": lambda k: pb.LULinear(DIM, permutation=[1, 2, 0]),
-    "affine_coupling": lambda k: pb.AffineCoupling(
-        DIM, key=k, conditioner_width=8, conditioner_depth=1),
-    "affine_coupling_cond": lambda k: pb.AffineCoupling(
-        DIM, key=k, conditioner_width=8, conditioner_depth=1, cond_shape=COND),
-    "additive_coupling": lambda k: pb.AffineCoupling(
-        DIM, key=k, conditioner_width=8, conditioner_depth=1, additive=True, split=2),
-    "affine_coupling_mask_2d": lambda k: pb.AffineCoupling(
-        (2, 2), key=k, mask=_coupling_mask_2d(), conditioner_width=8, conditioner_depth=1),
-    "affine_coupling_custom": lambda k: pb.AffineCoupling(
-        DIM, key=k, split=1, conditioner=eqx.nn.MLP(1, 4, 8, 1, key=k)),
-    "spline_coupling": lambda k: pb.SplineCoupling(
-        DIM, key=k, num_bins=5, interval=B, conditioner_width=8, conditioner_depth=1),
-    "spline_coupling_cond": lambda k: pb.SplineCoupling(
-        DIM, key=k, num_bins=4, interval=B, conditioner_width=8, conditioner_depth=1,
-        cond_shape=COND),
+    # couplings: partition x transformer x conditioner
+    "coupling_affine": mlp_coupling,
+    "coupling_affine_cond": lambda k: mlp_coupling(k, cond_shape=COND),
+    "coupling_additive": lambda k: mlp_coupling(
+        k, pb.AffineTransformer(additive=True), partition=pb.FlatPartition(DIM, split=2)),
+    "coupling_affine_mask_2d": lambda k: mlp_coupling(
+        k, shape=(2, 2), partition=pb.FlatPartition((2, 2), mask=_MASK_2D)),
+    "coupling_affine_custom_net": lambda k: mlp_coupling(
+        k, partition=pb.FlatPartition(DIM, split=1), net=eqx.nn.MLP(1, 4, 8, 1, key=k)),
+    "coupling_affine_z2": lambda k: mlp_coupling(k, z2=True),
+    "coupling_additive_z2_cond": lambda k: mlp_coupling(
+        k, pb.AffineTransformer(additive=True), z2=True, cond_shape=COND),
+    "coupling_spline": lambda k: mlp_coupling(k, pb.SplineTransformer(5, B)),
+    "coupling_spline_cond": lambda k: mlp_coupling(k, SPLINE, cond_shape=COND),
+    "coupling_spline_mask_2d": lambda k: mlp_coupling(
+        k, SPLINE, shape=(2, 2), partition=pb.FlatPartition((2, 2), mask=_MASK_2D)),
+    "checkerboard_affine": conv_coupling,
+    "checkerboard_affine_z2": lambda k: conv_coupling(k, parity=1, z2=True),
+    "checkerboard_additive_z2": lambda k: conv_coupling(
+        k, pb.AffineTransformer(additive=True), z2=True),
+    "checkerboard_spline": lambda k: conv_coupling(k, SPLINE),
+    "checkerboard_spline_mlp": lambda k: mlp_coupling(
+        k, SPLINE, shape=(2, 2), partition=pb.CheckerboardPartition((2, 2), 1)),
     "rq_spline": lambda k: pb.RationalQuadraticSpline((DIM,), num_bins=5, interval=B, key=k),
     "maf": lambda k: pb.MaskedAutoregressive(DIM, key=k, width=8, depth=1),
     "maf_cond": lambda k: pb.MaskedAutoregressive(DIM, key=k, width=8, depth=2,
                                                    cond_shape=COND),
     "maf_spline": lambda k: pb.MaskedAutoregressive(
-        DIM, key=k, transformer="spline", num_bins=4, interval=B, width=8, depth=1),
+        DIM, key=k, transformer=SPLINE, width=8, depth=1),
     "planar": lambda k: pb.Planar(DIM, key=k, init_scale=0.5),
-    "checkerboard_affine": lambda k: pb.CheckerboardAffineCoupling(
-        (2, 2), 0, key=k, hidden_channels=(4,)),
-    "checkerboard_affine_z2": lambda k: pb.CheckerboardAffineCoupling(
-        (2, 2), 1, key=k, hidden_channels=(4,), z2_equivariant=True),
-    "checkerboard_spline": lambda k: pb.CheckerboardSplineCoupling(
-        (2, 2), 0, key=k, num_bins=4, interval=B, hidden_channels=(2,)),
     "fourier_scaling": lambda k: pb.FourierScaling((3, 4)),
     "chain_cond": _chain,
     "scan_spline_cond": _scan_spline,
     "scan_maf": _scan_maf,
 }
-INVERTED = ["spline_coupling", "maf_cond", "planar", "scan_spline_cond"]  # IAF = invert_maf
+INVERTED = ["coupling_spline", "maf_cond", "planar", "scan_spline_cond"]  # IAF = invert_maf
 REGISTRY = dict(BASE)
 for _name in INVERTED:
     REGISTRY["invert_" + _name] = (lambda f: lambda k: pb.Invert(f(k)))(BASE[_name])
@@ -243,10 +259,10 @@ def test_wrong_shapes_raise(name):
 # ----------------------------------------------------------------------------------------
 # identity at initialisation
 
-IDENTITY_AT_INIT = ["actnorm", "affine_coupling", "affine_coupling_cond",
-                    "additive_coupling", "affine_coupling_mask_2d", "spline_coupling",
-                    "spline_coupling_cond", "maf", "maf_cond", "maf_spline",
-                    "checkerboard_affine", "checkerboard_spline", "fourier_scaling"]
+IDENTITY_AT_INIT = ["actnorm", "maf", "maf_cond", "maf_spline", "fourier_scaling"] + [
+    name for name in BASE
+    if (name.startswith("coupling_") or name.startswith("checkerboard_"))
+    and name != "coupling_affine_custom_net"]
 
 
 @pytest.mark.parametrize("name", IDENTITY_AT_INIT)
@@ -256,6 +272,22 @@ def test_identity_at_init(name):
     y, ld = eqx.filter_jit(type(bij).transform_and_log_det)(bij, x, c)
     np.testing.assert_allclose(y, x, atol=1e-6)
     np.testing.assert_allclose(ld, 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [name for name in BASE if "_z2" in name])
+def test_z2_equivariant_couplings(name):
+    """``f(−x) = −f(x)`` with an equal log-det, both directions (the condition, if any, is
+    not negated); a perturbed layer, in float64."""
+    with jax.enable_x64(True):
+        bij = make(name)
+        x, c = inputs(bij)
+        (y, ld), (xi, ldi) = eqx.filter_jit(_both_directions)(bij, x, c)
+        (y_neg, ld_neg), (xi_neg, ldi_neg) = eqx.filter_jit(_both_directions)(bij, -x, c)
+        assert not np.allclose(y, x)
+        np.testing.assert_allclose(y_neg, -y, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(xi_neg, -xi, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose([ld_neg, ldi_neg], [ld, ldi], rtol=1e-12, atol=1e-12)
+        assert abs(float(ld)) > 1e-3 or "additive" in name
 
 
 def test_unkeyed_spline_is_identity():
@@ -324,9 +356,7 @@ def test_spline_min_bin_widths_respected():
 def test_scan_jaxpr_independent_of_depth():
     def build(n):
         def layer(k):
-            return pb.Chain([pb.SplineCoupling(DIM, key=k, num_bins=4, interval=B,
-                                               conditioner_width=8, conditioner_depth=1),
-                             pb.Reverse(DIM)])
+            return pb.Chain([mlp_coupling(k, SPLINE), pb.Reverse(DIM)])
         return pb.Scan(layer, jax.random.split(jax.random.key(0), n))
 
     x = jnp.ones(DIM)
@@ -375,7 +405,8 @@ def test_maf_is_autoregressive_and_inverse_is_parallel():
 
 
 def test_condition_changes_output():
-    for name in ("affine_coupling_cond", "spline_coupling_cond", "maf_cond", "chain_cond"):
+    for name in ("coupling_affine_cond", "coupling_spline_cond", "coupling_additive_z2_cond",
+                 "maf_cond", "chain_cond"):
         bij = make(name)
         x, c = inputs(bij)
         fwd = eqx.filter_jit(type(bij).transform)
@@ -435,32 +466,46 @@ def test_planar_invertibility_constraint_with_adversarial_params():
 
 def test_constructor_errors():
     key = jax.random.key(0)
-    small = dict(conditioner_width=4, conditioner_depth=1)
     with pytest.raises(ValueError, match="not a permutation"):
         pb.Permute([0, 0, 1])
     with pytest.raises(ValueError, match="permutation"):
         pb.LULinear(3, permutation=[0, 1])
-    with pytest.raises(ValueError, match="mask must be a bool array of shape"):
-        pb.AffineCoupling(3, key=key, mask=np.array([True, False]), **small)
+    with pytest.raises(ValueError, match=r"mask must be a bool array of shape \(3,\)"):
+        pb.FlatPartition(3, mask=np.array([True, False]))
     with pytest.raises(ValueError, match="no entry to transform"):
-        pb.AffineCoupling(2, key=key, mask=np.array([True, True]), **small)
+        pb.FlatPartition(2, mask=np.array([True, True]))
     with pytest.raises(ValueError, match="give either mask or split"):
-        pb.AffineCoupling(2, key=key, mask=np.array([True, False]), split=1, **small)
-    with pytest.raises(ValueError, match=r"conditioner maps \(1,\) to \(3,\), expected \(4,\)"):
-        pb.AffineCoupling(3, key=key, split=1, conditioner=eqx.nn.MLP(1, 3, 4, 1, key=key))
+        pb.FlatPartition(2, mask=np.array([True, False]), split=1)
+    with pytest.raises(ValueError, match=r"split must be an int in \[0, 3\)"):
+        pb.FlatPartition(3, split=3)
+    with pytest.raises(ValueError, match=r"net maps \(1,\) to \(3,\), expected \(4,\)"):
+        mlp_coupling(key, partition=pb.FlatPartition(3, split=1),
+                     net=eqx.nn.MLP(1, 3, 4, 1, key=key))
+    with pytest.raises(ValueError, match="nothing to condition on"):
+        mlp_coupling(key, shape=1, partition=pb.FlatPartition(1))
     with pytest.raises(ValueError, match="num_bins"):
-        pb.SplineCoupling(3, key=key, num_bins=0, **small)
+        pb.SplineTransformer(0)
+    with pytest.raises(ValueError, match="min_scale"):
+        pb.AffineTransformer(min_scale=1.0)
+    # a conditioner built for another transformer or partition
+    partition = pb.FlatPartition(3)
+    with pytest.raises(ValueError, match=r"conditioner maps \(1,\) to \(2, 2\), expected "
+                       r"\(11, 2\)"):
+        pb.Coupling(partition, SPLINE, pb.MLPConditioner(partition, AFFINE, key=key))
+    with pytest.raises(ValueError, match=r"2-D field views.*\(1,\)"):
+        pb.ConvConditioner(partition, AFFINE, key=key)
+    with pytest.raises(ValueError, match="SplineTransformer has no Z2-equivariant"):
+        pb.Z2EquivariantConditioner(pb.MLPConditioner(partition, SPLINE, key=key), SPLINE)
+    with pytest.raises(TypeError, match="transformer must be an AbstractTransformer"):
+        pb.Coupling(partition, "affine", pb.MLPConditioner(partition, AFFINE, key=key))
     with pytest.raises(ValueError, match="interval"):
         pb.RationalQuadraticSpline(3, interval=-1.0)
-    with pytest.raises(ValueError, match="transformer"):
-        pb.MaskedAutoregressive(3, key=key, transformer="nope")
+    with pytest.raises(TypeError, match="transformer"):
+        pb.MaskedAutoregressive(3, key=key, transformer="spline")
     with pytest.raises(ValueError, match="share one shape"):
         pb.Chain([pb.Reverse(3), pb.Reverse(4)])
     with pytest.raises(ValueError, match="cond_shape"):
-        pb.Chain([
-            pb.AffineCoupling(3, key=key, cond_shape=(1,), **small),
-            pb.AffineCoupling(3, key=key, cond_shape=(2,), **small),
-        ])
+        pb.Chain([mlp_coupling(key, cond_shape=(1,)), mlp_coupling(key, cond_shape=(2,))])
     with pytest.raises(TypeError):
         pb.Invert(jnp.zeros(3))
     with pytest.raises(TypeError, match="shape"):

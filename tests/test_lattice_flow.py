@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from physgen.bijections import FourierScaling
-from physgen.bijections._lattice_coupling import (
-    CheckerboardAffineCoupling,
-    CheckerboardSplineCoupling,
+from physgen.bijections import (
+    AffineTransformer,
+    CheckerboardPartition,
+    ConvConditioner,
+    Coupling,
+    FourierScaling,
     checkerboard,
 )
 from physgen.distributions import StandardNormal, Transformed, Z2Symmetrized
@@ -174,18 +176,20 @@ def test_bad_arguments_raise():
         lattice_flow(k, 4, num_layers=3)
     with pytest.raises(ValueError, match="coupling"):
         lattice_flow(k, 4, coupling="maf")
-    with pytest.raises(ValueError, match="z2_equivariant"):
+    with pytest.raises(ValueError, match="SplineTransformer has no Z2-equivariant"):
         lattice_flow(k, 4, coupling="spline", z2_equivariant=True)
     with pytest.raises(ValueError, match="2-D"):
-        CheckerboardAffineCoupling((16,), 0, key=k)
+        CheckerboardPartition((16,), 0)
     with pytest.raises(ValueError, match="parity"):
-        CheckerboardSplineCoupling((4, 4), 2, key=k)
+        CheckerboardPartition((4, 4), 2)
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         PeriodicConvNet(1, 2, (4,), 2, key=k)
     with pytest.raises(ValueError, match="expected"):
         PeriodicConvNet(1, 2, (4,), 3, key=k)(jnp.zeros((4, 4)))
-    with pytest.raises(ValueError, match="channels"):
-        CheckerboardAffineCoupling((4, 4), 0, key=k, conditioner=PeriodicConvNet(1, 3, (4,), key=k))
+    partition, affine = CheckerboardPartition((4, 4), 0), AffineTransformer()
+    with pytest.raises(ValueError, match=r"maps \(4, 4\) to \(3, 4, 4\), expected \(2, 4, 4\)"):
+        Coupling(partition, affine,
+                 ConvConditioner(partition, affine, net=PeriodicConvNet(1, 3, (4,), key=k)))
     with pytest.raises(ValueError, match="shape"):
         lattice_flow(k, 4, num_layers=2, hidden_channels=(2,)).log_prob(jnp.zeros((4, 5)))
 

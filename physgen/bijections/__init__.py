@@ -16,14 +16,19 @@ from ._constraints import (
     unit_positive as unit_positive,
 )
 from ._continuous import ContinuousFlow as ContinuousFlow
-from ._coupling import AffineCoupling as AffineCoupling, SplineCoupling as SplineCoupling
-from ._fourier import FourierScaling as FourierScaling
-from ._invert import Invert as Invert
-from ._lattice_coupling import (
-    CheckerboardAffineCoupling as CheckerboardAffineCoupling,
-    CheckerboardSplineCoupling as CheckerboardSplineCoupling,
+from ._coupling import (
+    AbstractConditioner as AbstractConditioner,
+    AbstractPartition as AbstractPartition,
+    CheckerboardPartition as CheckerboardPartition,
+    ConvConditioner as ConvConditioner,
+    Coupling as Coupling,
+    FlatPartition as FlatPartition,
+    MLPConditioner as MLPConditioner,
+    Z2EquivariantConditioner as Z2EquivariantConditioner,
     checkerboard as checkerboard,
 )
+from ._fourier import FourierScaling as FourierScaling
+from ._invert import Invert as Invert
 from ._linear import LULinear as LULinear
 from ._permute import Permute as Permute, Reverse as Reverse
 from ._planar import Planar as Planar
@@ -33,4 +38,9 @@ from ._spline import (
     rational_quadratic_spline as rational_quadratic_spline,
     rational_quadratic_spline_inverse as rational_quadratic_spline_inverse,
     spline_knots as spline_knots,
+)
+from ._transformers import (
+    AbstractTransformer as AbstractTransformer,
+    AffineTransformer as AffineTransformer,
+    SplineTransformer as SplineTransformer,
 )

@@ -12,14 +12,7 @@ import numpy as np
 from .._base import Array, Key, Scalar, Shape
 from ..nn import MaskedMLP
 from ._base import AbstractBijection
-from ._constraints import unit_positive
-from ._spline import (
-    _check_spline_args,
-    elementwise_spline,
-    rational_quadratic_spline,
-    rational_quadratic_spline_inverse,
-    spline_knots,
-)
+from ._transformers import AbstractTransformer, AffineTransformer
 from ._utils import as_shape, check_inputs
 
 
@@ -27,11 +20,9 @@ class MaskedAutoregressive(AbstractBijection):
     """MAF layer: ``y_i = τ(x_i; θ_i(y_{<i}, condition))`` over the flattened entries.
 
     ``θ = made([y, condition])`` is a :class:`physgen.nn.MaskedMLP` whose output for entry
-    ``i`` sees only ``y_{<i}`` (and the condition). Transformer ``τ``:
-
-    - ``'affine'``: ``y_i = shift_i + scale_i x_i``, ``scale = unit_positive(raw, min_scale)``;
-    - ``'spline'``: a monotone rational-quadratic spline (``num_bins`` bins on
-      ``[-interval, interval]``, identity tails), as in :class:`SplineCoupling`.
+    ``i`` sees only ``y_{<i}`` (and the condition); the transformer ``τ`` (default
+    :class:`AffineTransformer`, or e.g. :class:`SplineTransformer`) reads ``θ`` as
+    ``(num_params, D)``.
 
     Directions (the MAF convention): ``inverse`` (data -> noise, density evaluation,
     ``x = τ^{-1}(y; θ(y))``) is ONE parallel pass of the MADE network; ``transform``
@@ -42,13 +33,7 @@ class MaskedAutoregressive(AbstractBijection):
     """
 
     made: MaskedMLP
-    transformer: str = eqx.field(static=True)
-    num_bins: int = eqx.field(static=True)
-    interval: float = eqx.field(static=True)
-    min_scale: float = eqx.field(static=True)
-    min_bin_width: float = eqx.field(static=True)
-    min_bin_height: float = eqx.field(static=True)
-    min_derivative: float = eqx.field(static=True)
+    transformer: AbstractTransformer
     shape: Shape = eqx.field(static=True)
     cond_shape: Shape | None = eqx.field(static=True)
 
@@ -57,43 +42,28 @@ class MaskedAutoregressive(AbstractBijection):
         shape: Shape | int,
         *,
         key: Key,
-        transformer: str = "affine",
+        transformer: AbstractTransformer | None = None,
         width: int = 32,
         depth: int = 2,
         cond_shape: Shape | None = None,
-        num_bins: int = 8,
-        interval: float = 4.0,
-        min_scale: float = 1e-3,
-        min_bin_width: float = 1e-3,
-        min_bin_height: float = 1e-3,
-        min_derivative: float = 1e-3,
     ):
         shape = as_shape(shape)
         cond_shape = None if cond_shape is None else as_shape(cond_shape, "cond_shape")
-        if transformer not in ("affine", "spline"):
-            raise ValueError(f"transformer must be 'affine' or 'spline', got {transformer!r}")
-        if transformer == "spline":
-            _check_spline_args(num_bins, interval, min_bin_width, min_bin_height, min_derivative)
-            n_params = 3 * num_bins - 1
-        else:
-            n_params = 2
-        if not 0 <= min_scale < 1:
-            raise ValueError(f"min_scale must lie in [0, 1), got {min_scale}")
+        transformer = AffineTransformer() if transformer is None else transformer
+        if not isinstance(transformer, AbstractTransformer):
+            raise TypeError(
+                f"transformer must be an AbstractTransformer, got {type(transformer).__name__}"
+            )
         dim = math.prod(shape)
         if dim < 1:
             raise ValueError(f"MaskedAutoregressive needs at least one entry, got {shape}")
         n_cond = 0 if cond_shape is None else math.prod(cond_shape)
         in_degrees = np.concatenate([np.arange(1, dim + 1), np.zeros(n_cond, int)])
-        out_degrees = np.tile(np.arange(1, dim + 1), n_params)  # layout (n_params, dim)
+        # layout (num_params, dim)
+        out_degrees = np.tile(np.arange(1, dim + 1), transformer.num_params)
         self.made = MaskedMLP(in_degrees, out_degrees, width, depth, key=key,
                               zero_init_last=True)
         self.transformer = transformer
-        self.num_bins = num_bins
-        self.interval = float(interval)
-        self.min_scale = float(min_scale)
-        self.min_bin_width = float(min_bin_width)
-        self.min_bin_height = float(min_bin_height)
-        self.min_derivative = float(min_derivative)
         self.shape = shape
         self.cond_shape = cond_shape
 
@@ -102,21 +72,10 @@ class MaskedAutoregressive(AbstractBijection):
         inp = y_for_params
         if self.cond_shape is not None:
             inp = jnp.concatenate([inp, jnp.reshape(condition, -1).astype(inp.dtype)])
-        params = self.made(inp).reshape(-1, x.shape[0])  # (n_params, dim)
-        if self.transformer == "affine":
-            shift = params[0]
-            scale = unit_positive(params[1], self.min_scale)
-            if inverse:
-                return (x - shift) / scale, -jnp.sum(jnp.log(scale))
-            return shift + scale * x, jnp.sum(jnp.log(scale))
-        k = self.num_bins
-        p = params.T  # (dim, 3K - 1)
-        knots = spline_knots(
-            p[:, :k], p[:, k : 2 * k], p[:, 2 * k :], self.interval,
-            self.min_bin_width, self.min_bin_height, self.min_derivative,
-        )
-        fn = rational_quadratic_spline_inverse if inverse else rational_quadratic_spline
-        return elementwise_spline(fn, x, *knots)
+        params = self.made(inp).reshape(-1, x.shape[0])
+        tau = self.transformer.inverse if inverse else self.transformer.forward
+        out, log_derivatives = tau(x, params)
+        return out, jnp.sum(log_derivatives)
 
     def transform_and_log_det(
         self, x: Array, condition: Array | None = None

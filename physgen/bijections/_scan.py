@@ -22,8 +22,8 @@ class Scan(AbstractBijection):
     inverse scans it in reverse, so tracing and compile time do not grow with ``N``.
 
     ``make_layer(key)`` must return a bijection whose structure does not depend on the key;
-    alternation between layers (masks, permutations) goes inside one layer, e.g.
-    ``lambda k: Chain([SplineCoupling((d,), key=k), Reverse((d,))])``.
+    alternation between layers (masks, permutations) goes inside one layer, e.g. a
+    :class:`Coupling` followed by ``Reverse((d,))`` in a :class:`Chain`.
     """
 
     layers: AbstractBijection

@@ -11,14 +11,18 @@ import jax
 
 from .._base import Key, Shape
 from ..bijections import (
-    AffineCoupling,
+    AbstractTransformer,
+    AffineTransformer,
     Chain,
+    Coupling,
+    FlatPartition,
     Invert,
     MaskedAutoregressive,
+    MLPConditioner,
     Planar,
     Reverse,
     Scan,
-    SplineCoupling,
+    SplineTransformer,
 )
 from ..distributions import AbstractDistribution, StandardNormal, Transformed
 
@@ -32,9 +36,20 @@ def _base(dim: int, base: AbstractDistribution | None) -> AbstractDistribution:
     return base
 
 
-def _check_coupling_dim(dim: int, cond_shape):
+def _coupling_flow(key, dim, num_layers, transformer: AbstractTransformer, width, depth,
+                   cond_shape, base) -> Transformed:
+    """``num_layers`` couplings on the first ``dim // 2`` entries, each followed by a
+    reversal of the coordinates."""
     if dim < 2 and cond_shape is None:
         raise ValueError("a coupling flow needs dim >= 2 (or a condition)")
+
+    def layer(k):
+        partition = FlatPartition((dim,))
+        conditioner = MLPConditioner(partition, transformer, key=k, width=width, depth=depth,
+                                     cond_shape=cond_shape)
+        return Chain([Coupling(partition, transformer, conditioner), Reverse((dim,))])
+
+    return Transformed(_base(dim, base), Scan(layer, jax.random.split(key, num_layers)))
 
 
 def real_nvp(
@@ -50,16 +65,8 @@ def real_nvp(
 ) -> Transformed:
     """RealNVP (Dinh et al. 2017; ``additive=True``: NICE): ``num_layers`` affine couplings
     on the first ``dim // 2`` entries, each followed by a reversal of the coordinates."""
-    _check_coupling_dim(dim, cond_shape)
-
-    def layer(k):
-        return Chain([
-            AffineCoupling((dim,), key=k, conditioner_width=width, conditioner_depth=depth,
-                           additive=additive, cond_shape=cond_shape),
-            Reverse((dim,)),
-        ])
-
-    return Transformed(_base(dim, base), Scan(layer, jax.random.split(key, num_layers)))
+    return _coupling_flow(key, dim, num_layers, AffineTransformer(additive=additive), width,
+                          depth, cond_shape, base)
 
 
 def neural_spline_flow(
@@ -77,17 +84,8 @@ def neural_spline_flow(
     """Neural spline flow (Durkan et al. 2019): rational-quadratic spline couplings with
     ``num_bins`` bins on ``[-interval, interval]`` (identity tails), each followed by a
     reversal of the coordinates."""
-    _check_coupling_dim(dim, cond_shape)
-
-    def layer(k):
-        return Chain([
-            SplineCoupling((dim,), key=k, num_bins=num_bins, interval=interval,
-                           conditioner_width=width, conditioner_depth=depth,
-                           cond_shape=cond_shape),
-            Reverse((dim,)),
-        ])
-
-    return Transformed(_base(dim, base), Scan(layer, jax.random.split(key, num_layers)))
+    return _coupling_flow(key, dim, num_layers, SplineTransformer(num_bins, interval), width,
+                          depth, cond_shape, base)
 
 
 def masked_autoregressive_flow(
@@ -104,11 +102,16 @@ def masked_autoregressive_flow(
 ) -> Transformed:
     """Masked autoregressive flow (Papamakarios et al. 2017): ``log_prob`` is one parallel
     pass per layer, sampling is sequential. ``inverse_autoregressive=True`` gives IAF
-    (Kingma et al. 2016): parallel sampling, sequential ``log_prob`` of external points."""
+    (Kingma et al. 2016): parallel sampling, sequential ``log_prob`` of external points.
+    ``transformer``: ``"affine"`` or ``"spline"`` (8 bins on ``[-4, 4]``)."""
+    transformers = {"affine": AffineTransformer, "spline": SplineTransformer}
+    if transformer not in transformers:
+        raise ValueError(f"transformer must be 'affine' or 'spline', got {transformer!r}")
+    tau = transformers[transformer]()
 
     def layer(k):
-        maf = MaskedAutoregressive((dim,), key=k, transformer=transformer, width=width,
-                                   depth=depth, cond_shape=cond_shape)
+        maf = MaskedAutoregressive((dim,), key=k, transformer=tau, width=width, depth=depth,
+                                   cond_shape=cond_shape)
         return Chain([Invert(maf) if inverse_autoregressive else maf, Reverse((dim,))])
 
     return Transformed(_base(dim, base), Scan(layer, jax.random.split(key, num_layers)))

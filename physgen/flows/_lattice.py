@@ -5,10 +5,17 @@ from __future__ import annotations
 import jax
 
 from .._base import Key
-from ..bijections._chain import Chain
-from ..bijections._fourier import FourierScaling
-from ..bijections._lattice_coupling import CheckerboardAffineCoupling, CheckerboardSplineCoupling
-from ..bijections._scan import Scan
+from ..bijections import (
+    AffineTransformer,
+    Chain,
+    CheckerboardPartition,
+    ConvConditioner,
+    Coupling,
+    FourierScaling,
+    Scan,
+    SplineTransformer,
+    Z2EquivariantConditioner,
+)
 from ..distributions import AbstractDistribution, StandardNormal, Transformed
 
 
@@ -56,31 +63,19 @@ def lattice_flow(
         )
     if coupling not in ("affine", "spline"):
         raise ValueError(f"coupling must be 'affine' or 'spline', got {coupling!r}")
-    if z2_equivariant and coupling != "affine":
-        raise ValueError("z2_equivariant=True is implemented for coupling='affine' only")
+    transformer = AffineTransformer() if coupling == "affine" else SplineTransformer(
+        num_bins, interval)
     base = StandardNormal(shape) if base is None else base
     if tuple(base.shape) != shape:
         raise ValueError(f"base distribution has shape {tuple(base.shape)}, expected {shape}")
 
     def make(parity, k):
-        if coupling == "affine":
-            return CheckerboardAffineCoupling(
-                shape,
-                parity,
-                key=k,
-                hidden_channels=hidden_channels,
-                kernel_size=kernel_size,
-                z2_equivariant=z2_equivariant,
-            )
-        return CheckerboardSplineCoupling(
-            shape,
-            parity,
-            key=k,
-            num_bins=num_bins,
-            interval=interval,
-            hidden_channels=hidden_channels,
-            kernel_size=kernel_size,
-        )
+        partition = CheckerboardPartition(shape, parity)
+        conditioner = ConvConditioner(partition, transformer, key=k,
+                                      hidden_channels=hidden_channels, kernel_size=kernel_size)
+        if z2_equivariant:
+            conditioner = Z2EquivariantConditioner(conditioner, transformer)
+        return Coupling(partition, transformer, conditioner)
 
     def pair(k):
         k0, k1 = jax.random.split(k)
