@@ -35,6 +35,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@cache
 def _imports(path: Path) -> list[tuple[str, int, bool]]:
     """``(module imported, line, inside a function)`` for every import of ``path``."""
     tree = ast.parse(path.read_text())

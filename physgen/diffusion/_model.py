@@ -89,8 +89,8 @@ class DiffusionModel(AbstractDistribution):
     parameterisation: str = eqx.field(static=True)
     eps: float = eqx.field(static=True)
     guidance: float
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
+    rtol: float
+    atol: float
     max_steps: int = eqx.field(static=True)
 
     def __init__(
