@@ -213,11 +213,9 @@ def make_dataset(name, key, n_train, n_test, n_entropy):
 def parse_args(argv=None):
     p = script_parser(__doc__, "results/families")
     p.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["moons", "double_well"],
-        help="moons, rings, 8gaussians, checkerboard or double_well",
-    )
+        "--datasets", nargs="+", default=None,
+        help="moons, rings, 8gaussians, checkerboard or double_well (default: moons and "
+        "double_well; with --quick the double well only)")
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
@@ -245,6 +243,8 @@ def parse_args(argv=None):
     p.add_argument("--num-mmd", type=int, default=1500)
     p.add_argument("--num-permutations", type=int, default=200)
     args = p.parse_args(argv)
+    if args.datasets is None:
+        args.datasets = ["double_well"] if args.quick else ["moons", "double_well"]
     if args.quick:
         args.steps, args.layers, args.width = min(args.steps, 100), 2, 16
         args.components, args.bins = 3, 4
