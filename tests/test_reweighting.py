@@ -379,3 +379,13 @@ def test_unsampled_mass_matches_the_exact_tail_beyond_the_sampled_weights():
     assert float(rw.unsampled_mass(jnp.zeros(10), jnp.array([0.0, jnp.inf])).value) == 0.5
     with pytest.raises(ValueError, match="NaN"):
         rw.unsampled_mass(jnp.zeros(10), jnp.array([0.0, jnp.nan]))
+
+
+def test_stratified_estimate_counts_its_non_finite_weights():
+    counts = np.array([50, 50])
+    lw = np.zeros(10)
+    lw[2], lw[4] = np.nan, np.inf
+    with pytest.raises(FloatingPointError, match="1 NaN, 1 \\+inf and 0 -inf of 10"):
+        rw.stratified_estimate(lw, np.arange(10) % 2, counts)
+    with pytest.raises(ValueError, match="at least one weighted draw"):
+        rw.stratified_estimate(np.zeros(0), np.zeros(0, int), counts)
