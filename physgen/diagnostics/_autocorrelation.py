@@ -124,6 +124,8 @@ def _geyer(a: np.ndarray, what: str):
     num_pairs = even.shape[0]
     k = np.where(positive.any(0), num_pairs - 1 - np.argmax(positive[::-1], axis=0), 0)
     odd = np.where(positive, odd, 0.0)
+    # as Stan and BlackJAX: the even lag after the last positive pair is kept when positive
+    # and subtracted once at the end (the index clamped to the last pair, as in BlackJAX)
     keep_even = positive.copy()
     nxt = np.minimum(k + 1, num_pairs - 1)
     inside = k + 1 < num_pairs
