@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 import physgen
+from physgen import reweighting as rw
 from physgen.diffusion import VPSDE, DenoisingScoreMatching, DiffusionModel, diffusion_model
 from physgen.flow_matching import FlowMatching
 from physgen.flows import cnf
@@ -112,6 +113,23 @@ def estimate_dict(est, exact=None, *, bootstrap: bool = False) -> dict:
         d["exact"] = float(exact)
         d["zscore"] = float((value - exact) / stderr) if stderr > 0 else math.inf
     return d
+
+
+def weights_dict(log_w, what: str = "importance weights") -> dict:
+    """What results.json carries for weighted samples: the Kish ``ess`` and ``ess_fraction``
+    of ``log_w`` ``(N,)`` with the Pareto ``pareto_khat`` beside them and the
+    ``weight_warnings`` of :func:`physgen.reweighting.weight_diagnostics` (issued as warnings
+    too: k̂ above 0.7, ESS below 100 or below a tenth of N)."""
+    d = rw.weight_diagnostics(log_w, what=what)
+    return {"ess": d.ess, "ess_fraction": d.ess_fraction, "pareto_khat": d.pareto_khat,
+            "weight_warnings": list(d.warnings)}
+
+
+def weights_text(d: dict) -> str:
+    """``ESS fraction 0.9971, Pareto k̂ 0.21`` from :func:`weights_dict`, flagged when a
+    check failed."""
+    flag = f" [{len(d['weight_warnings'])} warning(s): unreliable]" if d["weight_warnings"] else ""
+    return f"ESS fraction {d['ess_fraction']:.4f}, Pareto k̂ {d['pareto_khat']:.2f}{flag}"
 
 
 def num_parameters(model) -> int:

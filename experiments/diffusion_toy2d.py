@@ -33,6 +33,8 @@ from _common import (  # noqa: E402
     script_parser,
     train,
     trajectories,
+    weights_dict,
+    weights_text,
     write_json,
 )
 
@@ -151,7 +153,7 @@ def run_double_well(args, key):
     log_q.block_until_ready()
     sample_time = time.perf_counter() - t0
     log_w = rw.log_weights(-target.beta * jax.vmap(target.energy)(x), log_q)
-    ess = float(rw.ess_fraction(log_w))
+    weights = weights_dict(log_w, "diffusion-model weights")
     log_z = rw.log_Z(log_w)
     d_f = rw.free_energy_difference(
         log_w, target.state_indicator_A(x), target.state_indicator_B(x), key=k_boot, n_boot=300
@@ -173,7 +175,7 @@ def run_double_well(args, key):
         "train_time_s": train_time,
         "sample_time_s": sample_time,
         "num_samples": args.num_samples,
-        "ess_fraction": ess,
+        **weights,  # ess, ess_fraction, pareto_khat, weight_warnings
         "log_Z": est(log_z, ref["log_Z"]),
         "delta_F_B_minus_A_kT": {
             **est(d_f, ref["delta_F_B_minus_A"]),
@@ -183,7 +185,7 @@ def run_double_well(args, key):
         "final_loss_mean_last_500": float(np.mean(hist["loss"][-500:])),
     }
     print(
-        f"double well: ESS fraction {ess:.4f}; ΔF_B−A {out['delta_F_B_minus_A_kT']['value']:+.4f}"
+        f"double well: {weights_text(weights)}; ΔF_B−A {out['delta_F_B_minus_A_kT']['value']:+.4f}"
         f" ± {out['delta_F_B_minus_A_kT']['stderr']:.4f} (exact {ref['delta_F_B_minus_A']:+.4f},"
         f" z = {out['delta_F_B_minus_A_kT']['zscore']:+.2f}); log Z {out['log_Z']['value']:.4f}"
         f" ± {out['log_Z']['stderr']:.4f} (exact {ref['log_Z']:.4f}); train {train_time:.0f} s"

@@ -35,6 +35,7 @@ from _common import (  # noqa: E402
     mesh_from_args,
     script_parser,
     train,
+    weights_dict,
     write_json,
 )
 
@@ -192,7 +193,7 @@ def main(argv=None):
     x, log_w = eqx.filter_jit(
         lambda b, k: b.sample_and_log_weights(k, args.num_samples, mesh=mesh))(bg, k_sample)
     in_a, in_b = target.state_indicator_A(x), target.state_indicator_B(x)
-    ess = rw.ess_fraction(log_w)
+    weights = weights_dict(log_w, "flow weights")
     log_z = rw.log_Z(log_w)
     log_z_bound = rw.log_Z_lower_bound(log_w)
     p_a = rw.expectation(log_w, in_a.astype(log_w.dtype))
@@ -204,8 +205,7 @@ def main(argv=None):
 
     # -- HMC estimates (trapped) ----------------------------------------------------------
     b_ind = (np.asarray(hmc.samples)[..., 0] > 0).astype(float)  # (chains, samples)
-    pb, pb_se = mean_and_mcse(b_ind)
-    pb_se = 0.0 if not np.isfinite(pb_se) else pb_se
+    pb, pb_se = mean_and_mcse(b_ind)  # Geyer's MCSE: 0 for a constant indicator, never NaN
     hmc_crossed = int(np.sum(np.any(b_ind > 0, axis=1)))
 
     results = {
@@ -222,7 +222,7 @@ def main(argv=None):
             "num_energy_evals_training": train_evals,
             "num_energy_evals_reweighting": args.num_samples,
             "num_energy_evals_total": train_evals + args.num_samples,
-            "ess_fraction": float(ess),
+            **weights,  # ess, ess_fraction, pareto_khat, weight_warnings
             "log_Z": estimate_dict(log_z, ref["log_Z"]),
             "log_Z_lower_bound": estimate_dict(log_z_bound, ref["log_Z"]),
             "p_A": estimate_dict(p_a, ref["p_A"]),
@@ -239,8 +239,7 @@ def main(argv=None):
             "num_energy_evals": int(hmc.num_energy_evals),
             "num_grad_evals": int(hmc.num_grad_evals),
             "wall_time_s": hmc_time,
-            # no crossing: every draw has 1[x1 > 0] = 0 and the MCSE is 0, so z = -inf says
-            # the estimate is wrong by arbitrarily many (estimated) standard errors.
+            # no crossing: 1[x1 > 0] = 0 everywhere and the MCSE is 0: z = -inf
             "p_B": {"value": pb, "stderr": pb_se, "exact": ref["p_B"],
                     "zscore": (pb - ref["p_B"]) / pb_se if pb_se > 0 else -math.inf},
         },
@@ -308,7 +307,8 @@ def print_summary(r):
 
     print(f"Boltzmann generator ({bg['flow']}, {bg['objective']}), "
           f"train {bg['train_time_s']:.1f} s, {bg['num_energy_evals_total']:,} energy evaluations")
-    print(f"  ESS fraction           {bg['ess_fraction']:.4f}")
+    print(f"  ESS fraction           {bg['ess_fraction']:.4f}   Pareto k̂ {bg['pareto_khat']:.2f}"
+          + "".join(f"\n  warning: {w}" for w in bg["weight_warnings"]))
     print(line("ΔF_B−A [kT]", bg["delta_F_B_minus_A_kT"]))
     print(line("log Z", bg["log_Z"]))
     print(line("p_A", bg["p_A"]))

@@ -38,6 +38,8 @@ from _common import (  # noqa: E402
     num_parameters,
     script_parser,
     train,
+    weights_dict,
+    weights_text,
     write_json,
 )
 
@@ -140,7 +142,7 @@ def parse_args(argv=None):
 
 
 def tau(series) -> dict:
-    """τ_int = 1 + 2Σρ (Γ-method) of a (chains, samples) series; flags a missing window."""
+    """τ_int = 1 + 2Σρ (Geyer) of a (chains, samples) series; window_found: chains > 50 τ."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = obs.integrated_autocorrelation_time(series)
@@ -316,10 +318,9 @@ def main(argv=None):
 
     x_rw, e_rw, log_w = draw(flow, k_rw)
     reweighted = analyse(np.asarray(x_rw), np.asarray(e_rw), log_w=np.asarray(log_w))
-    reweighted["ess_fraction"] = float(rw.ess_fraction(log_w))
-    reweighted["log_Z"] = estimate_dict(rw.log_Z(log_w))
-    reweighted["log_Z_lower_bound"] = estimate_dict(rw.log_Z_lower_bound(log_w))
-    reweighted["num_samples"] = args.reweight_samples
+    reweighted.update(weights_dict(log_w, "flow weights"), num_samples=args.reweight_samples,
+                      log_Z=estimate_dict(rw.log_Z(log_w)),  # ESS with Pareto k̂ beside it
+                      log_Z_lower_bound=estimate_dict(rw.log_Z_lower_bound(log_w)))
 
     # -- flow-IMH and HMC / NUTS on the same action ---------------------------------------
     runs = {"flow_imh": run_sampler(k_imh, FlowIndependenceMetropolis(flow), target,
@@ -385,7 +386,7 @@ def main(argv=None):
     write_json(args.out / "results.json", results)
     figures(args.out, history, runs, args.L)
     print(f"{args.ensemble}: L={args.L} m2={args.m2} lam={args.lam} z2={z2} "
-          f"train {train_time:.0f}s, ESS fraction {reweighted['ess_fraction']:.3f}")
+          f"train {train_time:.0f}s, {weights_text(reweighted)}")
     for n, r in [*((n, r) for n, (r, _, _) in runs.items()), ("reweighted", reweighted)]:
         acc = f"acc {r['acceptance_rate']:.3f}  " if "acceptance_rate" in r else ""
         tau_m = f"  tau(|M|) {r['tau_int']['abs_M']['tau']:.2f}" if "tau_int" in r else ""

@@ -239,12 +239,15 @@ def main(argv=None):
             "gradient evaluation counts as one); the BG's training evaluations are in "
             "train_energy_evals and total_energy_evals.",
             "ESS: bulk ESS (BlackJAX) of the B indicator for MCMC; Kish ESS for BG "
-            "reweighted; between-run variance for SMC. ESS is undefined (null) when a chain "
+            "reweighted, with the Pareto k-hat of the log-weights beside it (pareto_khat; "
+            "BG stratified: the largest over strata; a note when k-hat > 0.7 or ESS/N < "
+            "0.1); between-run variance for SMC. ESS is undefined (null) when a chain "
             "never leaves A.",
             "wall_time_s excludes compilation (second run with warm caches); the machine may "
             "be shared, so timings are noisy.",
             "estimate ± error is p_B; delta_F is ΔF_B−A = −log(p_B/p_A) in kT with a delta-"
-            "method error (MCSE of 1_B/p_B − 1_A/p_A for MCMC, weights for the BG).",
+            "method error (Geyer's MCSE of 1_B/p_B − 1_A/p_A for MCMC, weights for the BG); "
+            "MCMC rows note chains shorter than 50 tau and R-hat > 1.01.",
         ],
         "targets": {},
     }

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine, script_parser, write_json  # noqa: E402
+from _common import machine, script_parser, weights_dict, write_json  # noqa: E402
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
@@ -134,9 +134,12 @@ def _sample_log_w(flow, target, key, n):
 
 
 def score(target, flow, key, n):
-    """log Z error (± se), ESS fraction and modes visited from ``n`` flow samples."""
+    """log Z error (± se), ESS fraction with the Pareto k̂ beside it, and modes visited from
+    ``n`` flow samples; a non-finite log-weight (an energy overflow far out) counts as a
+    weight of zero, and their number is reported."""
     x, lw = _sample_log_w(flow, target, key, n)
     lw, modes = np.asarray(lw, np.float64), mode_ids(target, x)
+    bad = int(np.sum(~np.isfinite(lw)))
     lw = np.where(np.isfinite(lw), lw, -np.inf)
     est = rw.log_Z(jnp.asarray(lw))
     counts = np.bincount(modes)
@@ -144,7 +147,8 @@ def score(target, flow, key, n):
         "log_Z": float(est.value),
         "log_Z_stderr": float(est.stderr),
         "log_Z_error": float(est.value) - target.log_Z(),
-        "ess_fraction": float(rw.ess_fraction(jnp.asarray(lw))),
+        **weights_dict(lw, "flow weights"),  # ess, ess_fraction, pareto_khat, weight_warnings
+        "num_nonfinite_log_w": bad,
         "modes_visited": int(np.count_nonzero(counts)),
         "num_samples": n,
     }
@@ -311,7 +315,8 @@ def main(argv=None):
             times.append(secs)
             print(
                 f"{method} seed {seed}: log Z err {final['log_Z_error']:+.4f} "
-                f"± {final['log_Z_stderr']:.4f}, ESS {final['ess_fraction']:.3f}, "
+                f"± {final['log_Z_stderr']:.4f}, ESS {final['ess_fraction']:.3f} (k̂ "
+                f"{final['pareto_khat']:.2f}{', unreliable' if final['weight_warnings'] else ''}), "
                 f"modes {final['modes_visited']}, evals {used}, {secs:.0f} s",
                 flush=True,
             )
@@ -319,6 +324,7 @@ def main(argv=None):
                 samples[method] = np.asarray(model.sample(jax.random.key(3), (3000,)))
         err = np.array([f["log_Z_error"] for f in finals])
         ess = np.array([f["ess_fraction"] for f in finals])
+        khat = np.array([f["pareto_khat"] for f in finals])
         modes = np.array([f["modes_visited"] for f in finals])
         s = math.sqrt(len(finals))
         summary = {
@@ -327,6 +333,8 @@ def main(argv=None):
             "log_Z_error_mean": float(err.mean()),
             "ess_fraction_mean": float(ess.mean()),
             "ess_fraction_stderr": float(ess.std(ddof=1) / s) if s > 1 else 0.0,
+            "pareto_khat_mean": float(khat.mean()),
+            "pareto_khat_stderr": float(khat.std(ddof=1) / s) if s > 1 else None,
             "modes_visited_mean": float(modes.mean()),
             "energy_evals": int(np.mean([f["energy_evals"] for f in finals])),
             "train_seconds_mean": float(np.mean(times)),
@@ -338,6 +346,7 @@ def main(argv=None):
         print(
             f"== {method}: MAE {summary['log_Z_mae']:.4f} ± {summary['log_Z_mae_stderr']:.4f}"
             f", ESS {summary['ess_fraction_mean']:.3f} ± {summary['ess_fraction_stderr']:.3f}"
+            f", k̂ {summary['pareto_khat_mean']:.2f}"
             f", modes {summary['modes_visited_mean']:.0f}",
             flush=True,
         )

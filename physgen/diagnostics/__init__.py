@@ -1,8 +1,10 @@
 """Sampler diagnostics: ESS and R-hat (BlackJAX), integrated autocorrelation times and Monte
-Carlo errors (Wolff's Γ-method), and the one sampler-comparison table."""
+Carlo errors (Geyer's initial monotone sequence by default; Wolff's and Sokal's windows by
+name), and the one sampler-comparison table."""
 
 from ._autocorrelation import (
     IntegratedAutocorrelation as IntegratedAutocorrelation,
+    ShortChainWarning as ShortChainWarning,
     autocorrelation as autocorrelation,
     integrated_autocorrelation_time as integrated_autocorrelation_time,
     mcse as mcse,

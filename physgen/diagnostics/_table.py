@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._autocorrelation import _as_chains, _gamma_method
+from ._autocorrelation import _as_chains, _tau
 
 COLUMNS = (
     ("method", "method"),
@@ -15,6 +15,7 @@ COLUMNS = (
     ("num_energy_evals", "energy evals"),
     ("wall_time_s", "wall time [s]"),
     ("ess", "ESS"),
+    ("pareto_khat", "k̂"),
     ("ess_per_1k_evals", "ESS / 1k evals"),
     ("ess_per_s", "ESS / s"),
     ("estimate", "estimate"),
@@ -44,13 +45,16 @@ def comparison_table(rows: Sequence[Mapping]) -> list[dict]:
 
     - ``observable``: values of a scalar observable, ``(num_chains, num_samples)`` or
       ``(num_samples,)``; then ``estimate`` is its mean, ``error`` its Monte Carlo standard
-      error and ``ess = N/τ`` with ``τ`` from Wolff's Γ-method (so ``error² = σ²/ess``), or
+      error and ``ess = N/τ`` with ``τ`` from Geyer's initial monotone sequence
+      (:func:`~physgen.diagnostics.mcse`, so ``error² = σ²/ess``), or
     - ``estimate``, ``error``, ``ess`` and ``num_samples`` given directly (e.g. importance
-      sampling with Kish's ESS and a self-normalised error),
+      sampling with Kish's ESS and a self-normalised error), with ``pareto_khat`` (the
+      Pareto k̂ of the log-weights) beside the ESS of weighted samples,
 
     and optionally ``exact`` (the reference value). Output keys: ``method, num_samples,
-    num_energy_evals, wall_time_s, ess, ess_per_1k_evals, ess_per_s, estimate, error,
-    exact, z_score`` with ``z = (estimate - exact)/error``; missing values are ``None``.
+    num_energy_evals, wall_time_s, ess, pareto_khat, ess_per_1k_evals, ess_per_s, estimate,
+    error, exact, z_score`` with ``z = (estimate - exact)/error``; missing values are
+    ``None`` (``pareto_khat`` for chains).
     """
     table = []
     for row in rows:
@@ -59,9 +63,9 @@ def comparison_table(rows: Sequence[Mapping]) -> list[dict]:
                 raise ValueError(f"comparison_table: row {dict(row)!r} lacks {k!r}")
         if "observable" in row:
             a = _as_chains(row["observable"], f"comparison_table[{row['method']}].observable")
-            tau, _, _, gamma0 = _gamma_method(a, "wolff", 1.5, 5.0)
+            tau, _, var = _tau(a, "geyer", 1.5, 5.0, "comparison_table")
             n = a.size
-            estimate, error, ess = float(a.mean()), math.sqrt(gamma0 * tau / n), n / tau
+            estimate, error, ess = float(a.mean()), math.sqrt(var * tau / n), n / tau
         else:
             missing = [k for k in ("estimate", "error", "ess", "num_samples") if k not in row]
             if missing:
@@ -83,6 +87,7 @@ def comparison_table(rows: Sequence[Mapping]) -> list[dict]:
             "num_energy_evals": evals,
             "wall_time_s": wall,
             "ess": _num(ess),
+            "pareto_khat": _num(row.get("pareto_khat")),
             "ess_per_1k_evals": _num(_ratio(ess, evals, 1000.0)),
             "ess_per_s": _num(_ratio(ess, wall)),
             "estimate": _num(estimate),

@@ -18,11 +18,16 @@ reweighting, e.g. flow samples with ``log_w = −S − log q``), and return an
   ``m_p`` averaged over a window and ``ξ = 1/m_p`` (:func:`pole_mass`),
 - the Binder cumulant ``U₄ = 1 − ⟨M⁴⟩/(3⟨M²⟩²)`` (:func:`binder_cumulant`).
 
-Errors: means of single observables (:func:`ensemble_mean`) use the Γ-method Monte Carlo
-error of :func:`physgen.diagnostics.mcse` (autocorrelation-aware, chains pooled) or the
-delta-method error of :func:`physgen.reweighting.expectation`; functions of several means
-use a blocked jackknife (:func:`jackknife`): blocks of consecutive samples within each chain,
-which must be long compared with the integrated autocorrelation time.
+Errors: means of single observables (:func:`ensemble_mean`) use the Monte Carlo error of
+:func:`physgen.diagnostics.mcse` (Geyer's initial monotone sequence: autocorrelation-aware,
+right also for the oscillating chains of HMC) or the delta-method error of
+:func:`physgen.reweighting.expectation`; functions of several means use a blocked jackknife
+(:func:`jackknife`): blocks of consecutive samples within each chain, which must be long
+compared with the integrated autocorrelation time. Weighted samples are checked by
+:func:`physgen.reweighting.weight_diagnostics`, which warns (an
+:class:`~physgen.reweighting.ImportanceWeightWarning` naming the threshold) when the Pareto
+k̂ of the weights exceeds 0.7 or the ESS falls below 100 or a tenth of the samples: a lattice
+flow trained too briefly gives estimates several standard errors off.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ import numpy as np
 
 from .._base import Array
 from ..diagnostics import mean_and_mcse
-from ..reweighting import Estimate, expectation
+from ..reweighting import Estimate, expectation, weight_diagnostics
+
+_WEIGHTS = "lattice observables: log_w"
 
 
 def magnetization(phi: Array) -> Array:
@@ -93,6 +100,7 @@ def jackknife(
         lw = np.asarray(log_w, dtype=np.float64)
         if lw.ndim != 1 or v.shape[:1] != lw.shape:
             raise ValueError(f"log_w must have shape ({v.shape[0]},), got {lw.shape}")
+        weight_diagnostics(lw, what=_WEIGHTS)
         v = v[None]
         w = np.exp(lw - np.max(lw))[None]
     else:
@@ -120,11 +128,13 @@ def jackknife(
 def ensemble_mean(values, *, log_w=None) -> Estimate:
     """``⟨f⟩`` of a scalar per-sample observable with its error.
 
-    ``values``: ``(num_samples,)`` or ``(num_chains, num_samples)`` from MCMC (Γ-method MC
+    ``values``: ``(num_samples,)`` or ``(num_chains, num_samples)`` from MCMC (Geyer's MC
     error, :func:`physgen.diagnostics.mean_and_mcse`), or ``(N,)`` with ``log_w`` ``(N,)``
-    (self-normalised importance sampling, :func:`physgen.reweighting.expectation`).
+    (self-normalised importance sampling, :func:`physgen.reweighting.expectation`; the
+    weights are checked and warned about as in the module docstring).
     """
     if log_w is not None:
+        weight_diagnostics(log_w, what=_WEIGHTS)
         est = expectation(jnp.asarray(log_w), jnp.asarray(values))
         return Estimate(np.asarray(est.value, np.float64), np.asarray(est.stderr, np.float64))
     m, se = mean_and_mcse(values)

@@ -1,6 +1,7 @@
-"""Reweighting: importance weights, Kish ESS, self-normalised expectations, log Z and free
-energies, every estimate with its standard error (pure, jittable ``jnp`` functions), and
-stratified importance sampling (host-side, float64)."""
+"""Reweighting: importance weights, Kish ESS and the Pareto k̂ of their tail, self-normalised
+expectations, log Z and free energies, every estimate with its standard error (``jnp``
+functions; inside ``jit`` they skip the host-side check of the weights), the target mass the
+samples missed, and stratified importance sampling (host-side, float64)."""
 
 from .._base import Estimate as Estimate
 from ._bootstrap import bootstrap as bootstrap, percentile_interval as percentile_interval
@@ -18,9 +19,18 @@ from ._stratified import (
     StratifiedEstimate as StratifiedEstimate,
     stratified_estimate as stratified_estimate,
 )
+from ._support import unsampled_mass as unsampled_mass
 from ._weights import (
+    KHAT_THRESHOLD as KHAT_THRESHOLD,
+    MIN_ESS as MIN_ESS,
+    MIN_ESS_FRACTION as MIN_ESS_FRACTION,
+    ImportanceWeightWarning as ImportanceWeightWarning,
+    WeightDiagnostics as WeightDiagnostics,
+    check_log_weights as check_log_weights,
     ess_fraction as ess_fraction,
     kish_ess as kish_ess,
     log_weights as log_weights,
     normalised_weights as normalised_weights,
+    pareto_khat as pareto_khat,
+    weight_diagnostics as weight_diagnostics,
 )

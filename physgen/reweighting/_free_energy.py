@@ -25,7 +25,6 @@ def _delta_f(log_w, in_a, in_b):
     return logsumexp(jnp.where(in_a, log_w, neg_inf)) - logsumexp(jnp.where(in_b, log_w, neg_inf))
 
 
-@eqx.filter_jit
 def free_energy_difference(log_w: Array, in_A: Array, in_B: Array, *, key: Key | None = None,
                            n_boot: int = 500, level: float = 0.95) -> Estimate:
     r"""``ΔF_{B-A} = -log(P_B / P_A)`` in kT from weighted samples.
@@ -39,10 +38,15 @@ def free_energy_difference(log_w: Array, in_A: Array, in_B: Array, *, key: Key |
     ``key`` the interval is normal (``±1.96 se``); with ``key`` it is a bootstrap percentile
     interval at ``level`` from ``n_boot`` resamples. An empty state gives ``±inf``.
     """
-    log_w = _check_log_w(log_w)
+    log_w = _check_log_w(log_w, "free_energy_difference: log_w", min_samples=2)
     n = log_w.shape[0]
     in_a = _check_mask(in_A, n, "in_A")
     in_b = _check_mask(in_B, n, "in_B")
+    return _free_energy_difference(log_w, in_a, in_b, key, n_boot, level)
+
+
+@eqx.filter_jit
+def _free_energy_difference(log_w, in_a, in_b, key, n_boot, level):
     value = _delta_f(log_w, in_a, in_b)
     wbar = softmax(log_w)
     p_a = jnp.sum(jnp.where(in_a, wbar, 0.0))
@@ -56,7 +60,6 @@ def free_energy_difference(log_w: Array, in_A: Array, in_B: Array, *, key: Key |
     return Estimate(value, se, lo, hi)
 
 
-@eqx.filter_jit
 def free_energy_profile(log_w: Array, cv_values: Array, bins: Array | int,
                         range: tuple[float, float] | None = None) -> FreeEnergyProfile:
     r"""Histogram reweighting: ``F(bin) = -log(P̂_bin / Δ_bin)`` in kT, with error bands.
@@ -72,7 +75,12 @@ def free_energy_profile(log_w: Array, cv_values: Array, bins: Array | int,
     are dropped from the histogram but count in the normalisation. Empty bins: ``F = inf``,
     ``se = nan``.
     """
-    log_w = _check_log_w(log_w)
+    log_w = _check_log_w(log_w, "free_energy_profile: log_w", min_samples=2)
+    return _free_energy_profile(log_w, cv_values, bins, range)
+
+
+@eqx.filter_jit
+def _free_energy_profile(log_w, cv_values, bins, range):
     n = log_w.shape[0]
     cv = jnp.asarray(cv_values)
     if cv.shape != (n,):

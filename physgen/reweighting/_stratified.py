@@ -55,7 +55,8 @@ def stratified_estimate(
 
     Host-side NumPy in float64 (the estimator sorts draws into strata by value). Raises
     ``ValueError`` for mismatched shapes or strata out of range and ``FloatingPointError``
-    for non-finite weights.
+    naming the count of non-finite weights. A stratum with one weighted draw gets an
+    infinite variance, never an error of 0.
     """
     log_w = np.asarray(log_w, dtype=np.float64)
     lab = np.asarray(strata)
@@ -82,7 +83,10 @@ def stratified_estimate(
         if o.shape != log_w.shape:
             raise ValueError(f"values must have shape {log_w.shape}, got {o.shape}")
     if not np.all(np.isfinite(log_w)):
-        raise FloatingPointError("non-finite importance weights")
+        raise FloatingPointError(
+            f"stratified_estimate: {int(np.sum(np.isnan(log_w)))} NaN, "
+            f"{int(np.sum(log_w == np.inf))} +inf and {int(np.sum(log_w == -np.inf))} -inf of "
+            f"{log_w.size} log-weights; every weighted draw needs a finite weight")
     M = counts.sum()
     shift = log_w.max()
     w = np.exp(log_w - shift)

@@ -21,13 +21,18 @@ asked of it (:func:`run_with_budget`):
 Estimates of a scalar observable (default: the indicator of state B, so the estimate is
 ``p_B``) and of ``ΔF_{B−A} = −log(p̂_B/p̂_A)``:
 
-- chains: Monte Carlo standard error (Wolff's Γ-method, chains pooled as replicas), bulk
-  ESS (BlackJAX, rank-normalised split chains), and for ``ΔF`` the MCSE of
-  ``g = 1_B/p̂_B − 1_A/p̂_A`` (autocorrelation and the covariance of the indicators);
+- chains: Monte Carlo standard error (Geyer's initial monotone sequence, Stan's multi-chain
+  form, :func:`physgen.diagnostics.mcse`), bulk ESS (BlackJAX, rank-normalised split
+  chains), and for ``ΔF`` the MCSE of ``g = 1_B/p̂_B − 1_A/p̂_A`` (autocorrelation and the
+  covariance of the indicators); chains shorter than 50 τ (error underestimated) and a
+  rank-normalised split R̂ above 1.01 (chains that have not forgotten their start: a bias
+  no error bar shows) are noted;
 - particle runs: errors from the spread of the run means, ESS ``= σ²/se²``;
-- importance sampling: self-normalised estimates, Kish's ESS, delta-method errors
-  (:mod:`physgen.reweighting`); stratified draws: :func:`~physgen.reweighting.stratified_estimate`
-  with ``ΔF`` between its first two strata and ESS ``= σ²/se²``.
+- importance sampling: self-normalised estimates, Kish's ESS with the Pareto k̂ of the
+  log-weights beside it, delta-method errors (:mod:`physgen.reweighting`), and a note when
+  k̂ or the ESS fails :func:`~physgen.reweighting.weight_diagnostics`; stratified draws:
+  :func:`~physgen.reweighting.stratified_estimate` with ``ΔF`` between its first two strata,
+  ESS ``= σ²/se²`` and the largest k̂ of the strata.
 
 Samplers with a trained proposal (:class:`AbstractProposalSampler`) start their chains from
 it and are charged its training evaluations in a separate column and in a total. Wall
@@ -52,7 +57,14 @@ import numpy as np
 
 from .. import reweighting as rw
 from .._base import Array, Key
-from ..diagnostics import comparison_table, ess_bulk, mcse, render_table
+from ..diagnostics import (
+    ShortChainWarning,
+    comparison_table,
+    ess_bulk,
+    mcse,
+    render_table,
+    rhat,
+)
 from ..targets._base import AbstractTarget
 from ._base import (
     AbstractImportanceSampler,
@@ -62,6 +74,8 @@ from ._base import (
     BudgetTooSmall,
 )
 from ._run import run_mcmc
+
+RHAT_THRESHOLD = 1.01  # Vehtari et al. (2021)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,8 +322,13 @@ def _stratified(run: BudgetRun, observable) -> dict:
     ess = min(float(n), s.f_var / s.mean_var) if s.mean_var > 0 else None
     value, stderr = s.free_energy_difference(0, 1)
     counts = np.asarray(run.pool_counts, dtype=np.float64)
+    lab, log_w = np.asarray(run.strata), np.asarray(run.log_w)
+    khats = [_to_float(rw.pareto_khat(jnp.asarray(log_w[lab == k])))
+             for k in range(len(counts)) if np.sum(lab == k) >= 25]
+    khats = [k for k in khats if k is not None]
     return {"estimate": s.mean, "error": math.sqrt(max(s.mean_var, 0.0)), "ess": ess,
             "num_samples": n, "ess_fraction": None if ess is None else ess / n,
+            "pareto_khat": max(khats) if khats else None,
             "delta_F": {"value": value, "stderr": stderr},
             "fraction_of_samples_in_B": float(counts[1] / counts.sum())}
 
@@ -317,9 +336,10 @@ def _stratified(run: BudgetRun, observable) -> dict:
 def _importance(run: BudgetRun, observable, states) -> dict:
     log_w = run.log_w
     e = rw.expectation(log_w, jnp.asarray(observable(run.samples), log_w.dtype))
-    out = {"estimate": float(e.value), "error": float(e.stderr),
-           "ess": float(rw.kish_ess(log_w)), "num_samples": int(log_w.shape[0])}
-    out["ess_fraction"] = out["ess"] / out["num_samples"]
+    diag = rw.weight_diagnostics(log_w, warn=False, what="weights")
+    out = {"estimate": float(e.value), "error": float(e.stderr), "ess": diag.ess,
+           "num_samples": diag.num_samples, "ess_fraction": diag.ess_fraction,
+           "pareto_khat": _to_float(diag.pareto_khat), "weight_warnings": diag.warnings}
     if states is not None:
         in_a, in_b = states[0](run.samples), states[1](run.samples)
         d = rw.free_energy_difference(log_w, in_a, in_b)
@@ -334,9 +354,11 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
 
     ``observable`` and ``states = (in_A, in_B)`` map ``x (*batch, *event)`` to ``(*batch)``.
     Returns ``estimate, error, ess, num_samples`` and, as they apply, ``ess_fraction``,
-    ``delta_F`` (``value, stderr``), ``chains_visiting_B``, ``num_chains`` and
-    ``fraction_of_samples_in_B``. Stratified draws take ``ΔF`` between their first two
-    strata.
+    ``pareto_khat`` (weighted draws), ``weight_warnings`` (what
+    :func:`~physgen.reweighting.weight_diagnostics` found), ``rhat`` (chains: BlackJAX's
+    rank-normalised split R̂ of the observable), ``delta_F`` (``value,
+    stderr``), ``chains_visiting_B``, ``num_chains`` and ``fraction_of_samples_in_B``.
+    Stratified draws take ``ΔF`` between their first two strata.
     """
     if run.strata is not None:
         return _stratified(run, observable)
@@ -348,11 +370,16 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
         m = o.mean(axis=1)
         est, se = float(m.mean()), float(np.std(m, ddof=1) / math.sqrt(m.size))
         ess = min(float(n), float(o.var()) / se**2) if se > 0 else None
+        r_hat = None
     else:
         est, se = float(o.mean()), mcse(o)
-        # bulk ESS is undefined (BlackJAX returns 0 or nan) for a constant observable
-        ess = _to_float(ess_bulk(jnp.asarray(o))) if o.max() > o.min() else None
+        # bulk ESS and R-hat are undefined (BlackJAX returns 0 or nan) for a constant observable
+        varies = o.max() > o.min()
+        ess = _to_float(ess_bulk(jnp.asarray(o))) if varies else None
+        r_hat = _to_float(rhat(jnp.asarray(o))) if varies else None
     out = {"estimate": est, "error": se, "ess": ess, "num_samples": int(n)}
+    if r_hat is not None:
+        out["rhat"] = r_hat
     if states is not None:
         a = np.asarray(states[0](run.samples), dtype=np.float64)
         b = np.asarray(states[1](run.samples), dtype=np.float64)
@@ -364,11 +391,11 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
 
 
 def _estimate_quietly(run, observable, states) -> tuple[dict, bool]:
-    """Estimates, and whether a chain was shorter than its autocorrelation window."""
+    """Estimates, and whether a chain was too short for its autocorrelation."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est = estimate_run(run, observable, states)
-    return est, any("no window found" in str(w.message) for w in caught)
+    return est, any(issubclass(w.category, ShortChainWarning) for w in caught)
 
 
 def _z(value, stderr, exact):
@@ -477,7 +504,8 @@ def compare_samplers(
         base = {
             "method": name, "num_energy_evals": run.num_energy_evals, "wall_time": wall,
             "estimate": est["estimate"], "error": est["error"], "ess": est["ess"],
-            "num_samples": est["num_samples"], "exact": exact.get("observable"),
+            "pareto_khat": est.get("pareto_khat"), "num_samples": est["num_samples"],
+            "exact": exact.get("observable"),
         }
         row = comparison_table([base])[0]
         total = run.num_energy_evals + train
@@ -493,7 +521,8 @@ def compare_samplers(
             info=run.info,
             note=_note(est, run, short),
         )
-        for k in ("ess_fraction", "chains_visiting_B", "num_chains", "fraction_of_samples_in_B"):
+        for k in ("ess_fraction", "rhat", "chains_visiting_B", "num_chains",
+                  "fraction_of_samples_in_B"):
             if k in est:
                 row[k] = est[k]
         if "delta_F" in est:
@@ -502,7 +531,8 @@ def compare_samplers(
             d["z_score"] = _z(d["value"], d["stderr"], d["exact"])
             row["delta_F"] = d
         rows.append(row)
-        log(f"  {name:<34} {row['num_energy_evals']:>10,} evals  ESS {_fmt(row['ess'])}  "
+        khat = "" if row["pareto_khat"] is None else f" (k̂ {row['pareto_khat']:.2f})"
+        log(f"  {name:<34} {row['num_energy_evals']:>10,} evals  ESS {_fmt(row['ess'])}{khat}  "
             f"estimate {_fmt(row['estimate'])} ± {_fmt(row['error'])}  "
             f"ΔF {_fmt(row.get('delta_F', {}).get('value'))} ± "
             f"{_fmt(row.get('delta_F', {}).get('stderr'))}  "
@@ -511,9 +541,11 @@ def compare_samplers(
 
 
 def _note(est: dict, run: BudgetRun, short_chains: bool = False) -> str:
-    notes = []
+    notes = list(_weight_notes(est))
     if short_chains:
-        notes.append("chains shorter than their autocorrelation: error underestimated")
+        notes.append("chains shorter than 50 τ: error underestimated")
+    if est.get("rhat") is not None and est["rhat"] > RHAT_THRESHOLD:
+        notes.append(f"R̂ {est['rhat']:.2f} > {RHAT_THRESHOLD:g}: chains not converged")
     unit = "runs" if run.independent_runs else "chains"
     if "chains_visiting_B" in est and est["chains_visiting_B"] == 0:
         notes.append(f"no {unit[:-1]} visited B")
@@ -528,10 +560,23 @@ def _note(est: dict, run: BudgetRun, short_chains: bool = False) -> str:
     return "; ".join(notes)
 
 
+def _weight_notes(est: dict):
+    """Short notes for the failed weight checks (the thresholds named)."""
+    for w in est.get("weight_warnings", ()):
+        if "needs N" in w:
+            yield "k̂ not estimable (N < 25)"
+        elif "k-hat" in w:
+            yield f"k̂ {est['pareto_khat']:.2f} > {rw.KHAT_THRESHOLD:g}: weights unreliable"
+        elif "ESS/N" in w:
+            yield f"ESS/N {est['ess_fraction']:.3f} < {rw.MIN_ESS_FRACTION:g}: proposal poor"
+        elif "ESS =" in w:
+            yield f"ESS {est['ess']:.0f} < {rw.MIN_ESS:g}"
+
+
 def _empty_row(name, train, note) -> dict:
     row = {k: None for k in ("num_samples", "num_energy_evals", "wall_time_s", "ess",
-                             "ess_per_1k_evals", "ess_per_s", "estimate", "error", "exact",
-                             "z_score")}
+                             "pareto_khat", "ess_per_1k_evals", "ess_per_s", "estimate",
+                             "error", "exact", "z_score")}
     row.update(method=name, train_energy_evals=train, total_energy_evals=None,
                ess_per_1k_total_evals=None, note=note)
     return row
