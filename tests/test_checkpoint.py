@@ -308,3 +308,76 @@ def test_ctrl_c_saves_the_run_with_its_history_and_it_resumes(tmp_path, monkeypa
     resumed, rest, _ = _ml_fit(model, steps=10, state=state)
     np.testing.assert_allclose(rest["loss"], whole_history["loss"][30:], rtol=1e-6)
     assert eqx.tree_equal(resumed, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_a_real_ctrl_c_ends_fit_with_its_message_and_a_resumable_checkpoint(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = """
+import sys
+import jax, jax.numpy as jnp, optax
+import physgen
+from physgen.distributions import DiagNormal
+from physgen.objectives import MaximumLikelihood
+
+data = jax.random.normal(jax.random.key(1), (1000, 2))
+physgen.fit(jax.random.key(0), DiagNormal(jnp.zeros(2), jnp.ones(2)), MaximumLikelihood(),
+            data=data, batch_size=64, steps=10**8, chunk_size=1000, progress=False,
+            optimizer=optax.adam(1e-3), checkpoint=sys.argv[1])
+"""
+    ckpt = tmp_path / "run.ckpt"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(ckpt)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("physgen.training._loop.TrainingInterrupted: fit interrupted at "
+                           "step "), err[-3000:]
+    assert "jax" not in err.lower().replace("physgen", "")  # no JAX internals in the trace
+    step = int(last.split("at step ")[1].split()[0])
+    assert step > 0 and step % 1000 == 0
+    assert physgen.load_metadata(ckpt)["step"] == step
+    model, state = load_state(ckpt, DiagNormal(jnp.zeros(2), jnp.ones(2)), MaximumLikelihood(),
+                              optax.adam(1e-3))
+    assert int(state.step) == step and load_history(ckpt)["loss"].shape == (step,)
+
+
+def test_a_resumed_run_does_not_replace_a_better_best_of_the_run_it_continues(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    model, _, state = _ml_fit(steps=200, chunk_size=50, checkpoint=ckpt)
+    first_best = physgen.load_metadata(best_checkpoint(ckpt))
+    assert first_best["step"] <= 200
+    # continued with a learning rate that wrecks it: the best stays that of the first part
+    with pytest.warns(DivergenceWarning):
+        wrecked, _, wrecked_state = _ml_fit(model, steps=100, chunk_size=50, checkpoint=ckpt,
+                                            state=state, optimizer=optax.adam(10.0))
+    assert float(jnp.abs(wrecked.loc).max()) > 10
+    best = physgen.load_metadata(best_checkpoint(ckpt))
+    # the model the second part starts from (step 200) may be better; nothing after it is
+    assert best["step"] <= 200 and best["smoothed_loss"] <= first_best["smoothed_loss"]
+    assert physgen.load_metadata(ckpt)["step"] == 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        restored, _, restored_state = _ml_fit(
+            model, steps=100, chunk_size=50, checkpoint=ckpt, state=state, restore_best=True,
+            optimizer=optax.adam(10.0))
+    assert int(restored_state.step) == best["step"]
+    assert eqx.tree_equal(restored, physgen.load(best_checkpoint(ckpt), model))
+    # continuing the wrecked run: its best is the earlier run's, read back from the file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DivergenceWarning)
+        again, _, again_state = _ml_fit(wrecked, steps=50, chunk_size=50, checkpoint=ckpt,
+                                        state=wrecked_state, restore_best=True,
+                                        optimizer=optax.adam(10.0))
+    assert int(again_state.step) == best["step"] and eqx.tree_equal(again, restored)

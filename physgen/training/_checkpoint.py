@@ -376,8 +376,9 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The loss history stored with a checkpoint written by :func:`physgen.fit` (the steps of
-    the run that wrote it, up to the step saved); empty for a checkpoint saved without."""
+    """The loss history stored with a checkpoint written by :func:`physgen.fit` when its run
+    ended, failed or was interrupted (the steps of that call, up to the step saved); empty
+    for a checkpoint saved without (during a run, or by :func:`save`)."""
     path = Path(path)
     header, payload = _read(path)
     keys, sections = header.get("history") or [], header.get("sections") or {}

@@ -286,13 +286,15 @@ class _Keeper:
 
     # -- the loop's hooks -------------------------------------------------------------
     def after_chunk(self, carry, step, diagnostics, history) -> None:
+        """``history()``: the diagnostics so far, written with the last chunk only (so that
+        the checkpoints of a long run do not grow with it)."""
         losses = diagnostics["loss"]
         self._judge(self.pending, float(losses[0]))
         self.monitor.update(losses[1:])
         model, state = self.model_of(carry), self.state_of(carry, step)
         self.pending = (model, state, step)
         if not self._diverged(step) and self.path is not None:
-            self._save_latest(model, state, step, history)
+            self._save_latest(model, state, step, history() if step == self.end else None)
 
     def failure(self, carry, step, diagnostics, losses, history, message):
         """``losses``: those of the chunk up to and including the bad step ``step``, whose
@@ -321,9 +323,8 @@ class _Keeper:
         if self.pending is not None and self.pending[2] == step and step > self.start:
             self._judge(self.pending)
             self.pending = None
-        if (self.path is not None and self.latest_step != step and step > self.start
-                and not self.monitor.diverged()):
-            self._save_latest(model, state, step, history)
+        if self.path is not None and step > self.start and not self.monitor.diverged():
+            self._save_latest(model, state, step, history)  # again, with the history
         if self.path is not None and self.latest_step == step and self.writes:
             where = (f": the model, its training state and the loss history are saved in "
                      f"{self.path} (continue with physgen.training.load_state and "
@@ -419,10 +420,11 @@ def fit(
             rows of both) uniformly with replacement (no short last batch).
         chunk_size: steps per compiled ``lax.scan`` chunk; the progress bar and checkpoint
             are updated between chunks.
-        checkpoint: if given, after every chunk the model, the :class:`TrainState` and the
-            loss history so far are saved there (atomically; :func:`load_state` reads them
-            back to resume, :func:`~physgen.training.load_history` the history), and the
-            best model of the run, by its smoothed loss, beside it at
+        checkpoint: if given, after every chunk the model and the :class:`TrainState` are
+            saved there (atomically; :func:`load_state` reads them back to resume), with the
+            loss history (:func:`~physgen.training.load_history`) when the run ends, fails
+            or is interrupted; and the best model of the run, by its smoothed loss, beside it
+            at
             :func:`~physgen.training.best_checkpoint` (``flow.ckpt`` -> ``flow.best.ckpt``).
             A model that has clearly diverged (see ``divergence``) never replaces the latest
             checkpoint, and a non-finite one is never saved. The folder and ``metadata``

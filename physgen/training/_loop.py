@@ -127,7 +127,7 @@ class LossMonitor:
 
 class ChunkHandler(Protocol):
     def after_chunk(self, carry: Any, step: int, diagnostics: dict[str, np.ndarray],
-                    history: dict[str, np.ndarray]) -> None: ...
+                    history: Callable[[], dict[str, np.ndarray]]) -> None: ...
 
     def failure(self, carry: Any, step: int, diagnostics: dict[str, float],
                 losses: np.ndarray, history: dict[str, np.ndarray],
@@ -137,10 +137,16 @@ class ChunkHandler(Protocol):
                     history: dict[str, np.ndarray]) -> TrainingInterrupted: ...
 
 
-def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    if not chunks:
+def _concat(chunks) -> dict[str, np.ndarray]:
+    """The history of ``chunks``, a linked list ``(earlier, diagnostics)`` or ``None``."""
+    parts = []
+    while chunks is not None:
+        chunks, last = chunks
+        parts.append(last)
+    parts.reverse()
+    if not parts:
         return {}
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
 
 
 def run_chunks(
@@ -165,9 +171,9 @@ def run_chunks(
             shape ``(chunk_size,)``.
         what: names the loss in the error message.
         postfix: chunk diagnostics -> progress-bar fields.
-        handler: gets every finished chunk (``after_chunk``), builds the error at the first
-            bad step (``failure``) and the exception of a Ctrl-C (``interrupted``), which
-            sees the last finished chunk.
+        handler: gets every finished chunk (``after_chunk``, with a function returning the
+            history so far), builds the error at the first bad step (``failure``) and the
+            exception of a Ctrl-C (``interrupted``), which sees the last finished chunk.
 
     Returns:
         ``(carry, history)``, ``history`` mapping each diagnostic to an array ``(steps,)``.
@@ -176,7 +182,7 @@ def run_chunks(
         NonFiniteLossError: names the first bad step and the diagnostics at that step.
         TrainingInterrupted: on Ctrl-C.
     """
-    chunks: list[dict[str, np.ndarray]] = []
+    chunks = None  # (earlier chunks, diagnostics): extended in O(1), by one assignment
     done = 0
     bar = tqdm(total=steps, disable=not progress, desc=desc, dynamic_ncols=True)
     try:
@@ -192,14 +198,15 @@ def run_chunks(
                 details = ", ".join(f"{k}={v:.6g}" for k, v in diag.items())
                 message = (f"non-finite {what} or gradient at step {b} ({details}); training "
                            f"stopped with the parameters from before step {b}")
-                history = _concat([*chunks, {k: v[: i + 1] for k, v in diagnostics.items()}])
+                history = _concat((chunks, {k: v[: i + 1] for k, v in diagnostics.items()}))
                 raise handler.failure(new_carry, b, diag, diagnostics["loss"][: i + 1],
                                       history, message)
             # one assignment: a Ctrl-C sees either the chunk before or this one, whole
-            carry, done, chunks = new_carry, offset + n, [*chunks, diagnostics]
+            carry, done, chunks = new_carry, offset + n, (chunks, diagnostics)
             bar.update(n)
             bar.set_postfix(**postfix(diagnostics))
-            handler.after_chunk(carry, start + done, diagnostics, _concat(chunks))
+            handler.after_chunk(carry, start + done, diagnostics,
+                                lambda chunks=chunks: _concat(chunks))
     except KeyboardInterrupt as e:
         if isinstance(e, TrainingInterrupted):
             raise
