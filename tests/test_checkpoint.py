@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _helpers import ctrl_c_at_chunk, traced_objective
 
 import physgen
 from physgen.distributions import DiagNormal
@@ -173,22 +174,6 @@ def test_write_errors_name_the_checkpoint_not_a_temporary_file(tmp_path, monkeyp
 # -- fit keeps what it trained ---------------------------------------------------------------
 
 
-class _Counting(physgen.objectives.AbstractDataObjective):
-    """Maximum likelihood that counts how often it is traced (no work before the checks)."""
-
-    traces: list
-
-    def __init__(self, traces):
-        self.traces = traces
-
-    def init_state(self, model, key):
-        return None
-
-    def loss(self, model, key, batch, state, step):
-        self.traces.append(1)
-        return MaximumLikelihood().loss(model, key, batch, state, step)
-
-
 _DATA = (jax.random.normal(jax.random.key(1), (1000, 2)) * jnp.array([0.5, 2.0])
          + jnp.array([1.0, -1.0]))
 
@@ -205,9 +190,9 @@ def test_fit_checks_the_checkpoint_folder_and_metadata_before_training(tmp_path)
     blocker.write_text("a file, not a folder")
     traces = []
     with pytest.raises(OSError, match=r"file/run\.ckpt"):
-        _ml_fit(objective=_Counting(traces), checkpoint=blocker / "run.ckpt")
+        _ml_fit(objective=traced_objective(traces, data=True), checkpoint=blocker / "run.ckpt")
     with pytest.raises(TypeError, match="metadata must be JSON-serialisable"):
-        _ml_fit(objective=_Counting(traces), checkpoint=tmp_path / "run.ckpt",
+        _ml_fit(objective=traced_objective(traces, data=True), checkpoint=tmp_path / "run.ckpt",
                 metadata={"optimizer": optax.adam(1e-3)})
     assert traces == []  # nothing was trained, nothing lost
 
@@ -276,22 +261,7 @@ def test_ctrl_c_saves_the_run_with_its_history_and_it_resumes(tmp_path, monkeypa
 
     whole, whole_history, _ = _ml_fit()
 
-    class CtrlCAtThirdChunk:
-        def __init__(self, *a, **k):
-            self.n = 0
-
-        def update(self, n):
-            self.n += 1
-            if self.n == 3:
-                raise KeyboardInterrupt
-
-        def set_postfix(self, **k):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(loop, "tqdm", CtrlCAtThirdChunk)
+    monkeypatch.setattr(loop, "tqdm", ctrl_c_at_chunk(3))
     ckpt = tmp_path / "run.ckpt"
     with pytest.raises(TrainingInterrupted) as err:
         _ml_fit(checkpoint=ckpt)

@@ -15,45 +15,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _helpers import ctrl_c_at_chunk, traced_objective
 
 import physgen
 from physgen.distributions import DiagNormal
-from physgen.objectives import AbstractDataObjective, AbstractObjective, MaximumLikelihood
+from physgen.objectives import MaximumLikelihood
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
-
-
-class _Traced(AbstractObjective):
-    """A data-free objective that records every trace: a bad argument must be refused
-    before the first one."""
-
-    traces: list
-
-    def __init__(self, traces):
-        self.traces = traces
-
-    def init_state(self, model, key):
-        return None
-
-    def loss(self, model, key, batch, state, step):
-        self.traces.append(1)
-        x = model.sample(key, (8,))
-        return jnp.mean(model.log_prob(x) + 0.5 * jnp.sum(x**2, -1)), {}, state
-
-
-class _TracedData(AbstractDataObjective):
-    traces: list
-
-    def __init__(self, traces):
-        self.traces = traces
-
-    def init_state(self, model, key):
-        return None
-
-    def loss(self, model, key, batch, state, step):
-        self.traces.append(1)
-        return MaximumLikelihood().loss(model, key, batch, state, step)
 
 
 _Q = DiagNormal(jnp.zeros(2), jnp.ones(2))
@@ -75,10 +44,9 @@ _X = jnp.ones((10, 2))
 def test_fit_names_a_bad_argument_before_any_work(data_objective, kw, message):
     traces = []
     args = dict(steps=5, progress=False)
+    objective = traced_objective(traces, data=data_objective)
     if data_objective:
-        objective, args["data"] = _TracedData(traces), _X
-    else:
-        objective = _Traced(traces)
+        args["data"] = _X
     with pytest.raises((ValueError, TypeError), match=message):
         physgen.fit(jax.random.key(0), _Q, objective, **{**args, **kw})
     assert traces == []
@@ -186,22 +154,7 @@ def test_ctrl_c_in_a_script_writes_what_it_has(tmp_path, capsys, monkeypatch):
     sys.path.insert(0, str(EXPERIMENTS))
     import _common
 
-    class CtrlCAtSecondChunk:
-        def __init__(self, *a, **k):
-            self.n = 0
-
-        def update(self, n):
-            self.n += 1
-            if self.n == 2:
-                raise KeyboardInterrupt
-
-        def set_postfix(self, **k):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(loop, "tqdm", CtrlCAtSecondChunk)
+    monkeypatch.setattr(loop, "tqdm", ctrl_c_at_chunk(2))
     args = argparse.Namespace(batch_size=16, no_progress=False, out=tmp_path, steps=300)
     data = jax.random.normal(jax.random.key(0), (100, 2))
     with pytest.raises(SystemExit) as e:
