@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -200,6 +201,16 @@ def _named(e: OSError, path: Path) -> OSError:
     return OSError(e.errno, f"{e.strerror or e} (writing the checkpoint)", str(path))
 
 
+def _make_folder(path: Path) -> None:
+    """Create the folder of ``path``; a file in its way is named, not "File exists"."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        blocker = next(p for p in path.parents if p.exists())
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder "
+                                 "(writing the checkpoint)", str(path)) from None
+
+
 def _stale_temporaries(path: Path) -> list[Path]:
     """Temporary files of earlier saves to ``path`` that were killed before their rename."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
@@ -211,11 +222,13 @@ def _stale_temporaries(path: Path) -> list[Path]:
 
 def _write_atomic(path: Path, parts: list[bytes]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path)
         for p in _stale_temporaries(path):
             with contextlib.suppress(OSError):
                 p.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except NotADirectoryError:
+        raise
     except OSError as e:
         raise _named(e, path) from None
     try:
@@ -249,10 +262,12 @@ def check_writable(path: str | os.PathLike, metadata: dict[str, Any] | None = No
     if path.is_dir():
         raise IsADirectoryError(21, "the checkpoint path is a folder", str(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path)
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.unlink(probe)
+    except NotADirectoryError:
+        raise
     except OSError as e:
         raise _named(e, path) from None
     return path
