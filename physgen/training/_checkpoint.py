@@ -198,6 +198,8 @@ def _file_mode(path: Path) -> int:
 
 def _named(e: OSError, path: Path) -> OSError:
     """The same error (same errno, same subclass) naming the user's path, not a temp file."""
+    if e.filename == str(path):
+        return e
     return OSError(e.errno, f"{e.strerror or e} (writing the checkpoint)", str(path))
 
 
@@ -205,10 +207,12 @@ def _make_folder(path: Path) -> None:
     """Create the folder of ``path``; a file in its way is named, not "File exists"."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        blocker = next(p for p in path.parents if p.exists())
-        raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder "
-                                 "(writing the checkpoint)", str(path)) from None
+    except (FileExistsError, NotADirectoryError) as e:
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{blocker} is a file, not a folder "
+                                     "(writing the checkpoint)", str(path)) from None
+        raise _named(e, path) from None
 
 
 def _stale_temporaries(path: Path) -> list[Path]:
@@ -227,8 +231,6 @@ def _write_atomic(path: Path, parts: list[bytes]) -> None:
             with contextlib.suppress(OSError):
                 p.unlink()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except NotADirectoryError:
-        raise
     except OSError as e:
         raise _named(e, path) from None
     try:
@@ -266,8 +268,6 @@ def check_writable(path: str | os.PathLike, metadata: dict[str, Any] | None = No
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.unlink(probe)
-    except NotADirectoryError:
-        raise
     except OSError as e:
         raise _named(e, path) from None
     return path
