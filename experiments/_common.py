@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import re
+import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,14 +31,71 @@ from physgen.objectives import CNFMaximumLikelihood
 CONTINUOUS = ("cnf", "flow_matching", "diffusion")
 
 
+class ScriptParser(argparse.ArgumentParser):
+    """An argument parser that checks its values before the script does any work.
+
+    Integer options are counts: each must be >= 1, or >= 0 where its name says warm-up or
+    its help says what 0 means (``"(0: no training)"``); ``--seed`` and ``--first-seed`` may
+    be any integer. ``--out`` must be a folder that can be created and written to. A bad
+    value ends the script at once with a usage message naming the option.
+    """
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if action.type is int and value is not None:
+                low = _minimum(action)
+                for v in value if isinstance(value, list) else [value]:
+                    if low is not None and v < low:
+                        self.error(f"argument {'/'.join(action.option_strings)}: must be "
+                                   f">= {low}, got {v}")
+        out = getattr(parsed, "out", None)
+        if out is not None:
+            problem = _unwritable(Path(out))
+            if problem:
+                self.error(f"argument --out: cannot write to {out} ({problem})")
+        return parsed
+
+
+def _minimum(action) -> int | None:
+    if action.dest in ("seed", "first_seed"):
+        return None
+    zero = "warmup" in action.dest or re.search(r"\b0:", action.help or "")
+    return 0 if zero else 1
+
+
+def _unwritable(folder: Path) -> str:
+    """Why the script could not write in ``folder``, or ``""``: checked without creating it
+    (an existing folder by writing a probe file, else its nearest existing parent)."""
+    if folder.is_dir():
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            return e.strerror or str(e)
+        return ""
+    parent = folder
+    while not parent.exists():
+        if parent.parent == parent:
+            return "no existing parent folder"
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable"
+    return ""
+
+
 def script_parser(doc: str, out: str | None, *, devices: bool = False, seed: bool = True,
                   out_help: str = "output folder") -> argparse.ArgumentParser:
     """The parser every script starts from: its description (the first paragraph of
     ``doc``), ``--out`` (default ``out``), ``--quick``, ``--seed`` (unless ``seed=False``),
     ``--no-progress`` and, with ``devices``, ``--devices``; the script adds its own
-    options."""
-    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    options. Its values are checked when parsed (:class:`ScriptParser`)."""
+    p = ScriptParser(description=doc.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", type=Path, default=None if out is None else Path(out),
                    help=out_help)
     p.add_argument("--quick", action="store_true", help="tiny run for tests (seconds)")
@@ -93,11 +154,32 @@ def _paths(flow, z, ts):
 def train(key, model, objective, args, *, steps: int, lr: float, data=None,
           alpha: float = 0.01, **kw):
     """``physgen.fit`` with :func:`cosine_adam` (``lr``, ``alpha``), the script's
-    ``--batch-size`` and progress setting; returns ``(model, history)``."""
-    model, history, _ = physgen.fit(
-        key, model, objective, data=data, steps=steps, optimizer=cosine_adam(lr, steps, alpha),
-        batch_size=args.batch_size, progress=not args.no_progress, **kw,
-    )
+    ``--batch-size`` and progress setting; returns ``(model, history)``.
+
+    On Ctrl-C the script writes what it has to ``--out``: ``interrupted.ckpt`` (the model, its
+    training state and loss history: resumable) and ``interrupted.json`` (the step, the loss
+    history, the configuration); it prints one line and exits with status 130.
+    """
+    try:
+        model, history, _ = physgen.fit(
+            key, model, objective, data=data, steps=steps,
+            optimizer=cosine_adam(lr, steps, alpha), batch_size=args.batch_size,
+            progress=not args.no_progress, **kw,
+        )
+    except physgen.training.TrainingInterrupted as e:
+        folder = Path(args.out)
+        ckpt = physgen.save(folder / "interrupted.ckpt", e.model,
+                            {"step": e.step, "steps": steps}, state=e.state, history=e.history)
+        out = folder / "interrupted.json"
+        write_json(out, {"interrupted_at_step": e.step, "steps": steps,
+                         "checkpoint": str(ckpt),
+                         "config": {k: str(v) if isinstance(v, Path) else v
+                                    for k, v in vars(args).items()},
+                         "history": e.history})
+        print(f"interrupted at step {e.step} of {steps}: the model is saved in {ckpt} "
+              f"(resumable with physgen.training.load_state), the loss history in {out}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     return model, history
 
 
@@ -206,15 +288,16 @@ def mesh_from_args(args):
         return None
     if n < 1:
         raise SystemExit(f"--devices must be >= 1, got {n}")
+    started = False
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:
-        pass  # JAX already started: use the devices it has
-    from physgen.parallel import make_mesh
-
+        started = True  # JAX already started: use the devices it has
     if n > jax.device_count():
+        hint = (f"; JAX was started before --devices could create {n} CPU devices: run with "
+                f"JAX_NUM_CPU_DEVICES={n} set" if started else "")
         raise SystemExit(
             f"--devices {n}: only {jax.device_count()} {jax.devices()[0].platform} device(s) "
-            "available"
+            f"available{hint}"
         )
-    return make_mesh(n)
+    return physgen.parallel.make_mesh(n)

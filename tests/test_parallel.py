@@ -9,12 +9,14 @@ computations done here on one device.
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 NUM_DEVICES = 4
 STEPS = 50
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _params(model):
@@ -64,6 +66,17 @@ def _compute(mesh, x64: bool, flow) -> dict:
     out[f"hmc_{name}_acceptance_{p}"] = np.asarray(res.acceptance_rate)
     out[f"hmc_{name}_evals_{p}"] = np.asarray(res.num_energy_evals)
     out[f"hmc_{name}_devices_{p}"] = np.asarray(len(res.samples.sharding.device_set))
+
+    if not x64:  # fixed kernels chain for chain, bit for bit; adapted ones statistically
+        from physgen.samplers import MALA, ParallelTempering, geometric_ladder
+
+        pt = ParallelTempering(HMC(0.1, 3, adapt=False), geometric_ladder(3, 0.2))
+        for tag, smp in (("pt", pt), ("mala", MALA(0.1, adapt=False)), ("adapted", HMC(0.1, 5))):
+            r = run_mcmc(jax.random.key(7), smp, target, num_chains=8, num_samples=50,
+                         num_warmup=50, mesh=mesh)
+            out[f"f32_{tag}_samples"] = np.asarray(r.samples)
+            out[f"f32_{tag}_acceptance"] = np.asarray(r.acceptance_rate)
+            out[f"f32_{tag}_step_size"] = np.asarray(r.extras.get("step_size", np.zeros(8)))
 
     if x64:  # NUTS (adapted) and parallel tempering, chain for chain
         from physgen.samplers import NUTS, ParallelTempering, geometric_ladder
@@ -275,6 +288,61 @@ def test_nuts_and_tempering_chains_equal_one_device(results, tag):
     assert a.shape == (8, 30, 2) and np.std(a[:, :, 0]) > 0.1
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert int(sharded[f"{tag}_evals_64"]) == int(single[f"{tag}_evals_64"])
+
+
+@pytest.mark.parametrize("tag", ["pt", "mala"])
+def test_fixed_kernels_are_identical_chain_for_chain_in_float32(results, tag):
+    sharded, single = results
+    a, b = sharded[f"f32_{tag}_samples"], single[f"f32_{tag}_samples"]
+    assert a.dtype == np.float32 and np.std(a[:, :, 0]) > 0.1
+    np.testing.assert_array_equal(a, b)
+
+
+def test_adapted_float32_chains_are_other_but_equally_valid_chains(results):
+    # the README's promise: after an adaptive warm-up on several devices the chains differ
+    # from one device's (XLA's arithmetic differs in the last bit, and the adaptation
+    # amplifies it) but adapt alike: step sizes and acceptance rates agree statistically.
+    sharded, single = results
+    for key, tol in (("f32_adapted_acceptance", 0.1), ("f32_adapted_step_size", 0.5)):
+        a, b = sharded[key], single[key]
+        assert np.all(np.isfinite(a)) and a.shape == b.shape == (8,)
+        assert abs(np.mean(a) - np.mean(b)) < tol * np.mean(b), key
+    assert np.mean(single["f32_adapted_acceptance"]) > 0.5
+
+
+def test_the_readme_promises_what_the_tests_show():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Several devices and several hosts")[1].split("\n## ")[0]
+    text = " ".join(section.split())
+    assert "equal the one-device results up to the order of floating-point sums" in text
+    assert "with a fixed step" in text and "sample for sample" in text
+    assert "Chains with warm-up adaptation (HMC, NUTS and MALA by default) are not" in text
+    # --devices needs no XLA_FLAGS any more
+    assert "python experiments/double_well.py --devices 4" in text
+    assert "xla_force_host_platform_device_count" not in text
+
+
+def test_devices_flag_creates_cpu_devices_after_physgen_is_imported(tmp_path):
+    code = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(EXPERIMENTS)!r})
+import importlib.util
+spec = importlib.util.spec_from_file_location("dw", {str(EXPERIMENTS / "double_well.py")!r})
+dw = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dw)   # imports physgen, samplers and diagnostics (BlackJAX)
+from _common import mesh_from_args
+import jax
+mesh = mesh_from_args(dw.parse_args(["--devices", "3", "--out", {str(tmp_path)!r}]))
+print("mesh", mesh.size, jax.device_count(), jax.devices()[0].platform)
+"""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env.update(PYTHONPATH=str(EXPERIMENTS.parent), JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mesh 3 3 cpu" in proc.stdout
 
 
 @pytest.mark.parametrize("p, rtol", [("32", 1e-5), ("64", 1e-12)])

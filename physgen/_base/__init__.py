@@ -10,6 +10,7 @@ from ._checks import (
     check_single_example as check_single_example,
 )
 from ._estimate import Estimate as Estimate
+from ._lazy import lazy_import as lazy_import
 from ._model import (
     AbstractDensityBound as AbstractDensityBound,
     AbstractExactDensity as AbstractExactDensity,

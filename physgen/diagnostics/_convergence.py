@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import blackjax
 import jax
 import jax.numpy as jnp
 
-from .._base import Array
+from .._base import Array, lazy_import
+
+blackjax = lazy_import("blackjax")  # imported on first use: importing it starts JAX
 
 # jitted once per input shape: far cheaper than BlackJAX's op-by-op dispatch
-_ess_bulk = jax.jit(blackjax.ess_bulk)
-_ess_tail = jax.jit(blackjax.ess_tail, static_argnames="prob")
-_ess = jax.jit(blackjax.ess)
-_rhat = jax.jit(blackjax.rhat)
+_ess_bulk = jax.jit(lambda x: blackjax.ess_bulk(x))
+_ess_tail = jax.jit(lambda x, prob: blackjax.ess_tail(x, prob=prob), static_argnames="prob")
+_ess = jax.jit(lambda x: blackjax.ess(x))
+_rhat = jax.jit(lambda x: blackjax.rhat(x))
 
 
 def _chains(x, what: str, min_ndim: int = 1):

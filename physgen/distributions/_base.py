@@ -12,14 +12,37 @@ import jax.numpy as jnp
 from .._base import AbstractExactDensity, Array, Key, Scalar, Shape, check_event_shape
 
 
-def _map(fn, args: tuple, batch_size: int | None):
-    """``fn`` over the leading axis of every array of ``args``: all at once (``vmap``), or
-    ``batch_size`` at a time (``lax.map``: the same values, memory for one batch only)."""
+def _check_batch_size(batch_size) -> None:
     if batch_size is None:
-        return jax.vmap(fn)(*args)
+        return
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch_size)
+
+
+def _map(fn, args: tuple, batch_size: int | None):
+    """``fn`` over the leading axis of every array of ``args``: all at once (``vmap``), or
+    ``batch_size`` at a time (``lax.map``: the same values, memory for one batch only).
+
+    All at once, a request too large for the device's memory raises ``MemoryError`` naming
+    ``batch_size`` (outside ``jit``; under ``jit`` XLA reports it when the caller runs).
+    """
+    _check_batch_size(batch_size)
+    if batch_size is not None:
+        return jax.lax.map(lambda a: fn(*a), args, batch_size=batch_size)
+    if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
+        return jax.vmap(fn)(*args)
+    try:  # eager: wait for the result, so that running out of memory is reported here
+        return jax.block_until_ready(jax.vmap(fn)(*args))
+    except jax.errors.JaxRuntimeError as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        n = jax.tree_util.tree_leaves(args)[0].shape[0]
+        reason = str(e).strip().splitlines()[0]
+        raise MemoryError(
+            f"evaluating {n} examples at once needs more memory than the device has "
+            f"({reason}): pass batch_size=, e.g. batch_size={min(65536, max(1, n // 16))}, to "
+            f"evaluate that many at a time (the same values, memory for one batch only)"
+        ) from None
 
 
 def _check_sample_shape(sample_shape) -> tuple[int, ...]:
@@ -30,6 +53,13 @@ def _check_sample_shape(sample_shape) -> tuple[int, ...]:
     if any(s < 0 for s in out) or out != tuple(sample_shape):
         raise ValueError(f"sample_shape must hold non-negative ints, got {sample_shape!r}")
     return out
+
+
+def _check_real(x, what: str) -> None:
+    if jnp.iscomplexobj(x):
+        raise ValueError(f"{what} is complex ({jnp.result_type(x)}); densities are defined on "
+                         "real inputs: pass the real part, or real and imaginary parts as "
+                         "separate coordinates")
 
 
 def _merge_batch(x, event_ndim):
@@ -50,7 +80,8 @@ class AbstractDistribution(AbstractExactDensity):
 
     Each takes ``batch_size=``: evaluate that many examples at a time (``lax.map``), for
     requests whose intermediate values would not fit in memory at once; the values are the
-    same as without it.
+    same as without it. A request that does not fit without it raises ``MemoryError``
+    naming ``batch_size``. Complex inputs are refused (``ValueError``).
 
     A ``condition`` of shape ``cond_shape`` is shared by all samples; one of shape
     ``(*batch, *cond_shape)`` is matched example by example.
@@ -79,13 +110,16 @@ class AbstractDistribution(AbstractExactDensity):
         if condition is None:
             raise ValueError(f"this distribution needs a condition of shape {self.cond_shape}")
         check_event_shape(condition, self.cond_shape, "condition")
+        _check_real(condition, "condition")
 
     def log_prob(self, x: Array, condition: Array | None = None, *,
                  batch_size: int | None = None) -> Array:
         """``log p(x)`` for ``x`` of shape ``(*batch, *shape)``; returns shape ``batch``."""
         x = jnp.asarray(x)
         check_event_shape(x, self.shape, "x")
+        _check_real(x, "x")
         self._check_condition(condition)
+        _check_batch_size(batch_size)
         ndim = len(self.shape)
         if x.ndim == ndim and (condition is None or condition.ndim == len(self.cond_shape)):
             return self._log_prob(x, condition)
@@ -101,6 +135,7 @@ class AbstractDistribution(AbstractExactDensity):
     def _batched(self, fn, key, sample_shape, condition, batch_size):
         self._check_condition(condition)
         sample_shape = _check_sample_shape(sample_shape)
+        _check_batch_size(batch_size)
         n = math.prod(sample_shape)
         if condition is not None and condition.ndim > len(self.cond_shape):
             lead = condition.shape[: condition.ndim - len(self.cond_shape)]

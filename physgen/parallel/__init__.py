@@ -2,8 +2,11 @@
 parallelism) and a chain axis, placement helpers and the multi-host entry point.
 
 ``fit(..., mesh=mesh)`` trains data-parallel, ``run_mcmc(..., mesh=mesh)`` splits the chains
-and ``BoltzmannGenerator.sample_and_log_weights(..., mesh=mesh)`` the samples; all give the
-one-device result (to floating-point reduction order).
+and ``BoltzmannGenerator.sample_and_log_weights(..., mesh=mesh)`` the samples; training and
+reweighting give the one-device result (to floating-point reduction order), fixed-step chains
+the one-device chains sample for sample. Chains with warm-up adaptation do not: XLA compiles
+the split program with slightly different arithmetic, which the adaptation amplifies into
+different (equally valid) chains.
 """
 
 from ._mesh import (

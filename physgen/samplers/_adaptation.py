@@ -10,13 +10,14 @@ a mean over the chain axis and is not used here.)
 
 from __future__ import annotations
 
-import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.step_size import dual_averaging_adaptation
 
+from .._base import lazy_import
 from ._base import AbstractKernelSampler, EvalCounts, KernelState, _burn_in, _zero_counts
+
+blackjax = lazy_import("blackjax")
 
 
 def window_adapt(algorithm, key, target, state: KernelState, num_steps: int, *,
@@ -61,7 +62,8 @@ def dual_averaging_adapt(sampler, key, target, state: KernelState, num_steps: in
     """
     if num_steps == 0:
         return state, _zero_counts()
-    da_init, da_update, da_final = dual_averaging_adaptation(target_acceptance_rate)
+    da_init, da_update, da_final = blackjax.adaptation.step_size.dual_averaging_adaptation(
+        target_acceptance_rate)
     p0 = state.params[param]
 
     def body(carry, k):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import blackjax
 import jax.numpy as jnp
-from blackjax.mcmc.hmc import HMCState
 
+from .._base import lazy_import
 from ._adaptation import window_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
+
+blackjax = lazy_import("blackjax")
 
 
 def _initial_imm(inverse_mass_matrix, position):
@@ -68,7 +69,7 @@ class HMC(AbstractKernelSampler):
         return blackjax.hmc.init(position, logdensity_fn)
 
     def _bj_state(self, position, logdensity, logdensity_grad):
-        return HMCState(position, logdensity, logdensity_grad)
+        return blackjax.mcmc.hmc.HMCState(position, logdensity, logdensity_grad)
 
     def _initial_params(self, position):
         dtype = jnp.result_type(position)

@@ -6,9 +6,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from blackjax.mcmc.proposal import static_binomial_sampling
 
-from .._base import AbstractExactDensity, Array, require_density
+from .._base import AbstractExactDensity, Array, lazy_import, require_density
 from ._base import (
     AbstractProposalSampler,
     AbstractSampler,
@@ -17,6 +16,8 @@ from ._base import (
     _check_position,
     _step_info,
 )
+
+blackjax = lazy_import("blackjax")
 
 
 class IMHState(NamedTuple):
@@ -78,7 +79,8 @@ class FlowIndependenceMetropolis(AbstractSampler, AbstractProposalSampler):
         w_new = new.log_density - new.flow_log_prob
         log_alpha = w_new - (state.log_density - state.flow_log_prob)
         log_alpha = jnp.where(jnp.isnan(log_alpha), -jnp.inf, log_alpha)
-        state, (accepted, p_accept, _) = static_binomial_sampling(k_acc, log_alpha, state, new)
+        accept = blackjax.mcmc.proposal.static_binomial_sampling
+        state, (accepted, p_accept, _) = accept(k_acc, log_alpha, state, new)
         return state, _step_info(p_accept, accepted, 1, 0, 1)
 
     def init_evals(self) -> EvalCounts:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import blackjax
 import jax.numpy as jnp
-from blackjax.mcmc.mala import MALAState
 
+from .._base import lazy_import
 from ._adaptation import AbstractDualAveragingSampler
 from ._base import EvalCounts, _step_info
+
+blackjax = lazy_import("blackjax")
 
 
 class MALA(AbstractDualAveragingSampler):
@@ -41,7 +42,7 @@ class MALA(AbstractDualAveragingSampler):
         return blackjax.mala.init(position, logdensity_fn)
 
     def _bj_state(self, position, logdensity, logdensity_grad):
-        return MALAState(position, logdensity, logdensity_grad)
+        return blackjax.mcmc.mala.MALAState(position, logdensity, logdensity_grad)
 
     def _initial_params(self, position):
         return {"step_size": jnp.asarray(self.step_size, jnp.result_type(position))}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import blackjax
 import jax.numpy as jnp
-from blackjax.mcmc.hmc import HMCState
 
+from .._base import lazy_import
 from ._adaptation import window_adapt
 from ._base import AbstractKernelSampler, EvalCounts, _burn_in, _step_info
 from ._hmc import _initial_imm
+
+blackjax = lazy_import("blackjax")
 
 
 class NUTS(AbstractKernelSampler):
@@ -54,7 +55,7 @@ class NUTS(AbstractKernelSampler):
         return blackjax.nuts.init(position, logdensity_fn)
 
     def _bj_state(self, position, logdensity, logdensity_grad):
-        return HMCState(position, logdensity, logdensity_grad)
+        return blackjax.mcmc.hmc.HMCState(position, logdensity, logdensity_grad)
 
     def _initial_params(self, position):
         dtype = jnp.result_type(position)

@@ -131,8 +131,12 @@ def run_mcmc(
     With ``mesh`` (:func:`physgen.parallel.make_mesh`) the chains are split over its devices,
     ``num_chains / mesh.size`` whole chains each (``num_chains`` must be divisible by the
     number of devices); the sampler and target are replicated. Chain ``i`` uses the ``i``-th
-    of ``jax.random.split(key, num_chains)`` whatever the number of devices, so the chains
-    are those of one device, sample for sample. The result's arrays stay sharded.
+    of ``jax.random.split(key, num_chains)`` whatever the number of devices, so chains with
+    a fixed step are those of one device, sample for sample. With warm-up adaptation they
+    are not: XLA compiles the split program with slightly different arithmetic (``a / b`` as
+    ``a · (1/b)`` on one device), which the adaptation amplifies into different, equally
+    valid chains (in float64 they agree sample for sample over short runs). The result's
+    arrays stay sharded.
 
     Raises ``ValueError`` for a wrongly shaped ``initial_position`` and for chains whose
     initial log density is not finite. Wall time is measured by the caller (call twice to

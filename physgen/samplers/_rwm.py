@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import blackjax
 import jax.numpy as jnp
-from blackjax.mcmc.random_walk import RWState, normal
 
+from .._base import lazy_import
 from ._adaptation import AbstractDualAveragingSampler
 from ._base import EvalCounts, _step_info
+
+blackjax = lazy_import("blackjax")
 
 
 class RandomWalkMetropolis(AbstractDualAveragingSampler):
@@ -43,7 +44,7 @@ class RandomWalkMetropolis(AbstractDualAveragingSampler):
 
     def _bj_state(self, position, logdensity, logdensity_grad):
         del logdensity_grad
-        return RWState(position, logdensity)
+        return blackjax.mcmc.random_walk.RWState(position, logdensity)
 
     def _initial_params(self, position):
         if self.scale.ndim and self.scale.shape != jnp.shape(position):
@@ -59,7 +60,7 @@ class RandomWalkMetropolis(AbstractDualAveragingSampler):
 
     def _bj_step(self, key, inner, logdensity_fn, params):
         scale = params["scale"]
-        step = lambda k, x: scale * normal(jnp.ones((), x.dtype))(k, x)
+        step = lambda k, x: scale * blackjax.mcmc.random_walk.normal(jnp.ones((), x.dtype))(k, x)
         kernel = blackjax.additive_step_random_walk.build_kernel()
         inner, info = kernel(key, inner, logdensity_fn, step)
         return inner, _step_info(info.acceptance_rate, info.is_accepted, 1, 0)

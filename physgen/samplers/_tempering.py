@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.smc.resampling import systematic
 
-from .._base import Array, Key
+from .._base import Array, Key, lazy_import
 from ..distributions import AbstractDistribution, DiagNormal
 from ..parallel._mesh import to_host
 from ._base import (
@@ -26,6 +24,8 @@ from ._base import (
     _zero_counts,
 )
 from ._nuts import NUTS
+
+blackjax = lazy_import("blackjax")
 
 
 def _check_inner(inner, who: str) -> None:
@@ -312,7 +312,8 @@ class TemperedSMC(AbstractParticleSampler):
         loglik = lambda x: target.log_density(x) - ref._log_prob(x)
         step_fn, init_fn = self._mcmc_fns()
         kernel = blackjax.adaptive_tempered_smc.build_kernel(
-            logprior, loglik, step_fn, init_fn, systematic, self.target_ess
+            logprior, loglik, step_fn, init_fn, blackjax.smc.resampling.systematic,
+            self.target_ess
         )
         bj_state = blackjax.smc.tempered.TemperedSMCState(
             state.particles, state.weights, state.tempering_param
@@ -342,7 +343,7 @@ class TemperedSMC(AbstractParticleSampler):
         """
         k_res, k_move = jax.random.split(key)
         n = state.particles.shape[0]
-        idx = systematic(k_res, state.weights, n)
+        idx = blackjax.smc.resampling.systematic(k_res, state.weights, n)
         particles = state.particles[idx]
         params = self.inner._initial_params(particles[0])
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -23,8 +26,15 @@ from .._base import (
     check_int,
 )
 from ..parallel._mesh import batch_sharding, check_mesh, replicate
-from ._checkpoint import load, save
-from ._loop import run_chunks
+from ._checkpoint import best_checkpoint, check_writable, load, load_metadata, save
+from ._loop import (
+    CheckpointWarning,
+    DivergenceWarning,
+    LossMonitor,
+    NonFiniteLossError,
+    TrainingInterrupted,
+    run_chunks,
+)
 
 
 class TrainState(eqx.Module):
@@ -109,6 +119,11 @@ def _check_data(data, model, objective):
     check_event_shape(x, shape, "data")
     if x.ndim != len(shape) + 1:
         raise ValueError(f"data must have shape (N, *{shape}), got {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"data is empty: shape {x.shape}, at least one example is needed")
+    for what, a in (("data", x), ("condition data", cond)):
+        if a is not None and jnp.iscomplexobj(a):
+            raise ValueError(f"{what} is complex ({a.dtype}); the models take real inputs")
     for what, a in (("data", x), ("condition data", cond)):
         if a is not None and not bool(jnp.all(jnp.isfinite(a))):
             raise ValueError(f"{what} contains NaN or inf")
@@ -181,6 +196,188 @@ def init_state(key: Key, model, objective: AbstractObjective,
     return TrainState(0, optimizer.init(params), objective.init_state(model, key))
 
 
+class _Keeper:
+    """What ``fit`` keeps between chunks: the best model by the smoothed loss and the latest,
+    in memory and (with a checkpoint path) on disk; the divergence warning; write failures.
+
+    A model is judged by its own losses: the model at the end of a chunk by the smoothed loss
+    through the first step of the next chunk (the first loss measured on it; the run's last
+    model, which no step measures, by the smoothed loss through the last step). The best is
+    written to ``best_checkpoint(path)`` whenever it changes. The latest checkpoint is
+    replaced after every chunk, except by a clearly diverged model (see
+    :class:`~physgen.training.LossMonitor`) or, at a non-finite step, by the model whose loss
+    was not finite. A checkpoint that cannot be written gives a :class:`CheckpointWarning`
+    and training goes on: the model stays in memory. On several hosts only process 0 writes.
+    """
+
+    def __init__(self, checkpoint, metadata, model_of, state_of, monitor: LossMonitor, *,
+                 start: int, steps: int, initial):
+        self.path = None if checkpoint is None else Path(checkpoint)
+        self.best_path = None if checkpoint is None else best_checkpoint(checkpoint)
+        self.metadata = dict(metadata or {})
+        self.model_of, self.state_of = model_of, state_of
+        self.monitor = monitor
+        self.start, self.end = start, start + steps
+        self.writes = self.path is not None and jax.process_index() == 0
+        self.best = None  # (model, state, step): the best of this call
+        self.pending = (*initial, start)  # the last chunk-end model, not yet measured
+        self.latest_step: int | None = None  # the step the latest file holds (this call)
+        self.failed: tuple[int, OSError] | None = None
+        self.warned = False
+
+    # -- writing ----------------------------------------------------------------------
+    def _save(self, path, model, metadata, state, history) -> bool:
+        if not self.writes:
+            return False
+        try:
+            save(path, model, metadata, state=state, history=history)
+        except OSError as e:
+            if self.failed is None:
+                held = ("nothing yet" if self.latest_step is None
+                        else f"the model of step {self.latest_step}")
+                warnings.warn(CheckpointWarning(
+                    f"fit could not write the checkpoint ({e}); training goes on and the "
+                    f"model stays in memory (fit returns it); {self.path} holds {held}"
+                ), stacklevel=6)
+            self.failed = (metadata["step"], e)
+            return False
+        return True
+
+    def _save_latest(self, model, state, step, history) -> None:
+        if self._save(self.path, model, {**self.metadata, "step": step}, state, history):
+            self.latest_step, self.failed = step, None
+
+    # -- judging models -----------------------------------------------------------------
+    def _judge(self, candidate, own_loss=None) -> None:
+        """Measure ``candidate`` by its own loss (``None``: by the losses so far) and keep
+        it if it is the best."""
+        if own_loss is not None:
+            if not math.isfinite(own_loss):
+                return
+            self.monitor.update([own_loss])
+        if self.monitor.record(candidate[2]):
+            self.best = candidate
+            model, state, step = candidate
+            meta = {**self.metadata, "step": step, "smoothed_loss": self.monitor.best,
+                    "best": True}
+            self._save(self.best_path, model, meta, state, None)
+
+    def _diverged(self, step) -> bool:
+        """Whether the run has diverged; warns the first time."""
+        if not self.monitor.diverged():
+            return False
+        if not self.warned:
+            self.warned = True
+            m = self.monitor
+            kept = ""
+            if self.path is not None:
+                held = ("none is written while the loss stays this high"
+                        if self.latest_step is None else f"it keeps step {self.latest_step}")
+                kept = (f"; {self.path} is not replaced by a diverged model ({held}) and the "
+                        f"best model is in {self.best_path}")
+            warnings.warn(DivergenceWarning(
+                f"fit: the smoothed loss rose to {m.smoothed:.6g} at step {step}, far above "
+                f"its best {m.best:.6g} at step {m.best_step} (by more than {m.threshold():.3g}"
+                f" = {m.divergence:g} × max(spread {m.best_spread:.3g}, 0.1 × max(1, |best|))"
+                f"): training is diverging (learning rate too large?){kept}; "
+                f"fit(..., restore_best=True) returns the best model"
+            ), stacklevel=5)
+        return True
+
+    # -- the loop's hooks -------------------------------------------------------------
+    def after_chunk(self, carry, step, diagnostics, history) -> None:
+        """``history()``: the diagnostics so far, written with the last chunk only (so that
+        the checkpoints of a long run do not grow with it)."""
+        losses = diagnostics["loss"]
+        self._judge(self.pending, float(losses[0]))
+        self.monitor.update(losses[1:])
+        model, state = self.model_of(carry), self.state_of(carry, step)
+        self.pending = (model, state, step)
+        if not self._diverged(step) and self.path is not None:
+            self._save_latest(model, state, step, history() if step == self.end else None)
+
+    def failure(self, carry, step, diagnostics, losses, history, message):
+        """``losses``: those of the chunk up to and including the bad step ``step``, whose
+        loss was measured on the model of ``carry`` (the parameters from before it)."""
+        model, state = self.model_of(carry), self.state_of(carry, step)
+        own = float(losses[-1])
+        if len(losses) > 1:  # the model of the last chunk end was measured by losses[0]
+            self._judge(self.pending, float(losses[0]))
+            self.monitor.update(losses[1:-1])
+            self._judge((model, state, step), own)
+        else:  # the bad step is the first of the chunk: the same model
+            self._judge(self.pending, own)
+        self.pending = None
+        if (self.path is not None and step > self.start and math.isfinite(own)
+                and not self._diverged(step)):
+            self._save_latest(model, state, step, history)
+        if not math.isfinite(own):
+            message += " (the last finite model, not saved: its own loss is not finite)"
+        message += self._where(step, "the last finite model")
+        best = self.best if self.best is not None else (None, None, None)
+        return NonFiniteLossError(message, step, diagnostics, model, state=state,
+                                  history=history, best_model=best[0], best_step=best[2])
+
+    def interrupted(self, carry, step, history):
+        model, state = self.model_of(carry), self.state_of(carry, step)
+        if self.pending is not None and self.pending[2] == step and step > self.start:
+            self._judge(self.pending)
+            self.pending = None
+        if self.path is not None and step > self.start and not self.monitor.diverged():
+            self._save_latest(model, state, step, history)  # again, with the history
+        if self.path is not None and self.latest_step == step and self.writes:
+            where = (f": the model, its training state and the loss history are saved in "
+                     f"{self.path} (continue with physgen.training.load_state and "
+                     f"fit(..., state=state))")
+        else:
+            where = self._where(step, "the model")
+        return TrainingInterrupted(
+            f"fit interrupted at step {step} of {self.end}{where}; the exception holds "
+            f".model, .state and .history",
+            model=model, state=state, history=history, step=step,
+        )
+
+    def _where(self, step, what) -> str:
+        if self.path is None:
+            return ""
+        parts = []
+        if self.latest_step == step and self.writes:
+            parts.append(f"{what} is saved in {self.path}")
+        elif self.latest_step is not None:
+            parts.append(f"{self.path} holds the model of step {self.latest_step}")
+        if self.monitor.best_step is not None and self.writes:
+            parts.append(f"the best model (step {self.monitor.best_step}) is in "
+                         f"{self.best_path}")
+        return ("; " + "; ".join(parts)) if parts else ""
+
+    def finish(self) -> None:
+        if self.pending is not None:  # the last model, judged by the losses up to it
+            self._judge(self.pending)
+            self.pending = None
+        if self.failed is not None:
+            step, e = self.failed
+            warnings.warn(CheckpointWarning(
+                f"fit finished, but its last checkpoint (step {step}) could not be written "
+                f"({e}): save the returned model yourself, e.g. physgen.save(other_path, "
+                f"model)"
+            ), stacklevel=3)
+
+
+def _previous_best(checkpoint, state) -> tuple[float, int | None]:
+    """When a run is resumed (``state`` given) with the same checkpoint path, the smoothed
+    loss of the best model it has kept, so that a worse one does not replace it."""
+    if checkpoint is None or state is None:
+        return math.inf, None
+    try:
+        meta = load_metadata(best_checkpoint(checkpoint))
+    except (OSError, ValueError):
+        return math.inf, None
+    loss, step = meta.get("smoothed_loss"), meta.get("step")
+    if isinstance(loss, (int, float)) and isinstance(step, int) and step <= int(state.step):
+        return float(loss), step
+    return math.inf, None
+
+
 def fit(
     key: Key,
     model,
@@ -198,6 +395,8 @@ def fit(
     metadata: dict[str, Any] | None = None,
     mesh: jax.sharding.Mesh | None = None,
     state: TrainState | None = None,
+    divergence: float | None = 10.0,
+    restore_best: bool = False,
 ):
     """Minimise ``objective.loss`` over the leaves of ``model`` selected by ``filter_spec``.
 
@@ -211,7 +410,7 @@ def fit(
             ``chunk_size`` nor on where a run was interrupted and resumed.
         model: an Equinox module (a flow, a VAE, a GAN, ...).
         objective: an :class:`~physgen.objectives.AbstractObjective`.
-        steps: number of optimiser steps of this call.
+        steps: number of optimiser steps of this call (a positive int).
         optimizer: an optax transformation (default ``optax.adam(learning_rate)``). A fresh
             but equal transformation (e.g. ``optax.adam(1e-3)`` built anew for every call)
             reuses the compiled training chunk.
@@ -221,19 +420,38 @@ def fit(
             rows of both) uniformly with replacement (no short last batch).
         chunk_size: steps per compiled ``lax.scan`` chunk; the progress bar and checkpoint
             are updated between chunks.
-        checkpoint: if given, the model and the :class:`TrainState` are saved there
-            (atomically) after every chunk, and the last finite model before a non-finite
-            loss raises; :func:`load_state` reads them back to resume.
+        checkpoint: if given, after every chunk the model and the :class:`TrainState` are
+            saved there (atomically; :func:`load_state` reads them back to resume), with the
+            loss history (:func:`~physgen.training.load_history`) when the run ends, fails
+            or is interrupted; and the best model of the run, by its smoothed loss, beside it
+            at
+            :func:`~physgen.training.best_checkpoint` (``flow.ckpt`` -> ``flow.best.ckpt``).
+            A model that has clearly diverged (see ``divergence``) never replaces the latest
+            checkpoint, and a non-finite one is never saved. The folder and ``metadata``
+            are checked before training starts; a write that fails later (a full disk)
+            warns (:class:`~physgen.training.CheckpointWarning`) and training goes on.
+        metadata: JSON-serialisable dict stored in the checkpoints (with ``"step"``).
         mesh: a :class:`jax.sharding.Mesh` (e.g. :func:`physgen.parallel.make_mesh`) to
             train data-parallel: the model and the states are replicated on its devices,
             each minibatch (and the samples a data-free objective draws, via
             :func:`physgen.parallel.constrain_batch`) is split over them, and XLA reduces the
             gradients. The random draws are those of one device, so the result equals the
             one-device result up to the order of floating-point sums. ``batch_size`` must be
-            divisible by the number of devices; the returned model stays replicated.
+            divisible by the number of devices; the returned model stays replicated. On
+            several hosts only process 0 writes checkpoints.
         state: a :class:`TrainState` returned by an earlier call (or :func:`load_state`):
             continue from its step with its optimiser and objective states. A run of
             ``2N`` steps equals a run of ``N`` steps continued for ``N`` with the same key.
+        divergence: the smoothed loss (an exponential moving average of the per-step loss
+            over about 20 steps) counts as diverged when it exceeds its best by more than
+            ``divergence × max(σ, 0.1 × max(1, |best|))``, ``σ`` the spread of the per-step
+            loss when the best was recorded: with the default 10, ten times the noise of the
+            loss and at least one unit of it. fit then warns once
+            (:class:`~physgen.training.DivergenceWarning`) and stops replacing the latest
+            checkpoint until the loss comes back. ``None``: never (for losses that may rise
+            by design, such as an annealed objective).
+        restore_best: return the best model of the run (by the smoothed loss, at a chunk
+            end) and its :class:`TrainState` instead of the last ones.
 
     Returns:
         ``(model, history, state)``: the trained model; ``history``, a dict of numpy arrays
@@ -241,28 +459,44 @@ def fit(
         :class:`TrainState` to continue from.
 
     Raises:
+        ValueError, TypeError: bad arguments (``steps``, ``chunk_size``, ``batch_size``,
+            empty or ill-shaped data, non-JSON ``metadata``), before any work; ``OSError``
+            naming ``checkpoint`` if its folder cannot be written.
         NonFiniteLossError: the loss, a gradient or the new parameters became NaN/inf; names
-            the step and the objective's diagnostics at that step.
+            the step, the objective's diagnostics at that step and what the checkpoints
+            hold, and carries the last finite model, its state, the history and the best
+            model.
+        TrainingInterrupted: Ctrl-C (a ``KeyboardInterrupt``); the last finished chunk is
+            checkpointed and attached (``.model``, ``.state``, ``.history``).
     """
     steps = check_int("steps", steps, 1)
     chunk_size = min(check_int("chunk_size", chunk_size, 1), steps)
     if not isinstance(objective, AbstractObjective):
         raise TypeError(f"objective must be an AbstractObjective, got {type(objective)}")
+    if divergence is not None and not (isinstance(divergence, (int, float))
+                                       and divergence > 0):
+        raise ValueError(f"divergence must be a positive number or None, got {divergence!r}")
     check_finite_tree(model, "model")
     if isinstance(objective, AbstractDataObjective):
         batch_size = check_int("batch_size", batch_size, 1)
         data = _check_data(data, model, objective)
-    elif data is not None:
-        raise ValueError(f"{type(objective).__name__} is data-free; do not pass data")
+    else:
+        if data is not None:
+            raise ValueError(f"{type(objective).__name__} is data-free; do not pass data")
+        if batch_size is not None:  # unused by data-free objectives, but must make sense
+            batch_size = check_int("batch_size", batch_size, 1)
     if mesh is not None:
         check_mesh(mesh, batch_size if data is not None else None, "batch_size")
+    if state is not None and not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState (from fit or load_state), got "
+                        f"{type(state).__name__}")
+    if checkpoint is not None and jax.process_index() == 0:
+        check_writable(checkpoint, metadata)
+        check_writable(best_checkpoint(checkpoint))
     tx = optax.adam(learning_rate) if optimizer is None else optimizer
     params, static = eqx.partition(model, filter_spec)
     if state is None:
         state = init_state(_init_key(key), model, objective, tx, filter_spec=filter_spec)
-    elif not isinstance(state, TrainState):
-        raise TypeError(f"state must be a TrainState (from fit or load_state), got "
-                        f"{type(state).__name__}")
     optimizer = _Optimizer(tx, params)
     start = int(state.step)
     end = jnp.asarray(start + steps, jnp.int32)
@@ -287,24 +521,30 @@ def fit(
     def model_of(carry):
         return eqx.combine(carry[0], static)
 
-    def on_failure(model, step):
-        if checkpoint is None:
-            return ""
-        save(checkpoint, model, {**(metadata or {}), "step": step})
-        return f"; the last finite model is saved at {checkpoint}"
+    def state_of(carry, step):
+        # after a non-finite step the states are those from before it: step ``step``
+        return TrainState(step, carry[1].opt_state, carry[1].objective_state)
 
-    def after_chunk(carry, done):
-        if checkpoint is not None:
-            save(checkpoint, model_of(carry), {**(metadata or {}), "step": start + done},
-                 state=carry[1])
-
-    (params, state, _), history = run_chunks(
-        run_chunk, (params, state, bad), steps=steps, chunk_size=chunk_size, start=start,
-        model_of=model_of, what=f"{type(objective).__name__} loss", desc="fit",
-        progress=progress, postfix=lambda d: {"loss": f"{float(np.mean(d['loss'])):.4f}"},
-        on_failure=on_failure, after_chunk=after_chunk,
+    best, best_step = _previous_best(checkpoint, state)
+    monitor = LossMonitor(divergence, best=best, best_step=best_step)
+    carry = (params, state, bad)
+    keeper = _Keeper(checkpoint, metadata, model_of, state_of, monitor, start=start,
+                     steps=steps, initial=(model_of(carry), state))
+    carry, history = run_chunks(
+        run_chunk, carry, steps=steps, chunk_size=chunk_size, start=start,
+        what=f"{type(objective).__name__} loss", desc="fit", progress=progress,
+        postfix=lambda d: {"loss": f"{float(np.mean(d['loss'])):.4f}"}, handler=keeper,
     )
-    return eqx.combine(params, static), history, state
+    keeper.finish()
+    if restore_best and keeper.monitor.best_step is not None:
+        if keeper.best is not None and keeper.best[2] == keeper.monitor.best_step:
+            best_model, best_state, _ = keeper.best
+            return best_model, history, best_state
+        # the best is that of the run this call resumed: it is only on disk
+        best_model, best_state = load_state(best_checkpoint(checkpoint), model, objective, tx,
+                                            filter_spec=filter_spec)
+        return best_model, history, best_state
+    return model_of(carry), history, carry[1]
 
 
 def load_state(
