@@ -50,11 +50,13 @@ from physgen.metrics import (  # noqa: E402
 from physgen.samplers import HMC, run_mcmc  # noqa: E402
 from physgen.targets import LennardJones, MultiDoubleWell  # noqa: E402
 
-# published E-W2 / W2 (ASBS, Liu et al. 2025; iDEM, Akhound-Sadegh et al. 2024): mean ± std
+# published E-W2 (kT) and W2 as printed (ASBS, Liu et al. 2025; iDEM, Akhound-Sadegh et al.
+# 2024), mean ± std over their runs where given
 PUBLISHED = {
-    "dw4": {"ASBS": {"energy_w2": [0.20, 0.11], "w2": [0.43, 0.05]}, "iDEM": {"energy_w2": [0.55]}},
-    "lj13": {"ASBS": {"energy_w2": [1.99, 1.01], "w2": [1.59]}, "iDEM": {"energy_w2": [30.8]}},
-    "lj55": {"ASBS": {"energy_w2": [28.1], "w2": [4.00]}, "iDEM": {"energy_w2": [93.5]}},
+    "dw4": {"ASBS": {"energy_w2": "0.20 ± 0.11", "w2": "0.43 ± 0.05"},
+            "iDEM": {"energy_w2": "0.55"}},
+    "lj13": {"ASBS": {"energy_w2": "1.99 ± 1.01", "w2": "1.59"}, "iDEM": {"energy_w2": "30.8"}},
+    "lj55": {"ASBS": {"energy_w2": "28.1", "w2": "4.00"}, "iDEM": {"energy_w2": "93.5"}},
 }
 # per system: target; reference HMC (chains, samples, thinning, leapfrog steps, warm-up);
 # flow (hidden, layers), training (steps, batch, lr, batch OT); evaluation (weighted samples,
@@ -215,7 +217,7 @@ def run_system(system, args):
     target = cfg["make"](0.0)
     n, d = target.event_shape
     key = jax.random.fold_in(jax.random.key(args.seed), list(SYSTEMS).index(system))
-    k_model, k_fit, k_raw, k_w, k_eval = jax.random.split(key, 5)
+    k_model, k_fit, k_raw, k_w, k_eval, k_boot = jax.random.split(key, 6)
     data, ref_meta = reference(system, cfg, args, target)
     rng = np.random.default_rng(args.seed)
     data = data[rng.permutation(len(data))]
@@ -281,6 +283,8 @@ def run_system(system, args):
                      "weighted_wall_time_s": weight_time, "weighted_samples": len(log_w),
                      "num_energy_evals": len(log_w), "failed_solves": int((~ok).sum())},
         "ess_fraction": float(rw.ess_fraction(lw)), "ess": float(rw.kish_ess(lw)),
+        "ess_fraction_stderr": float(jnp.std(rw.bootstrap(k_boot, rw.ess_fraction, lw,
+                                                          n_boot=200))),
         "log_Z": estimate_dict(rw.log_Z(lw)),
         "log_Z_lower_bound": estimate_dict(rw.log_Z_lower_bound(jnp.asarray(log_w[ok]))),
         "pareto_khat": pareto_khat(lw),

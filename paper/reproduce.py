@@ -233,10 +233,8 @@ def _manywell_numbers(r: dict) -> dict[str, str]:
 PARTICLE_SYSTEMS = (("dw4", "DW-4", "DW"), ("lj13", "LJ-13", "LJt"), ("lj55", "LJ-55", "LJf"))
 
 
-def _pub(values) -> str:
-    if not values:
-        return "--"
-    return pm(values[0], values[1]) if len(values) > 1 else num(values[0], 3)
+def _pub(text: str | None) -> str:
+    return "--" if not text else tex_escape(text)
 
 
 def _ms(d: dict | None) -> str:
@@ -259,14 +257,15 @@ def _particles_tables(r: dict) -> dict[str, str]:
                      _ms(m["flow"]["w2"]), _ms(m["flow"]["distance_tv"]), "--", "--"])
         rows.append([label, r"\physgen{} flow, reweighted", _ms(m["reweighted"]["energy_w2"]),
                      _ms(m["reweighted"]["w2"]), _ms(m["reweighted"]["distance_tv"]),
-                     num(s["ess_fraction"], 3), pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
+                     pm(s["ess_fraction"], s["ess_fraction_stderr"]),
+                     pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
         rows.append([label, "reference vs reference", _ms(m["reference_split"]["energy_w2"]),
                      _ms(m["reference_split"]["w2"]), _ms(m["reference_split"]["distance_tv"]),
                      "--", "--"])
         ref, diag = s["reference"], s["reference"]["diagnostics (thinned samples)"]
         cost.append([label, integer(ref["num_energy_evals"]), num(ref["wall_time_s"], 3),
                      pm(diag["energy"]["tau_int"], diag["energy"]["tau_int_stderr"]),
-                     num(max(diag["energy"]["rhat"], diag["mean_distance"]["rhat"]), 4),
+                     f"{max(diag['energy']['rhat'], diag['mean_distance']['rhat']):.3f}",
                      integer(s["training"]["steps"]), num(s["training"]["wall_time_s"], 3),
                      integer(s["sampling"]["weighted_samples"]),
                      num(s["sampling"]["weighted_wall_time_s"], 3)])
