@@ -230,6 +230,79 @@ def _manywell_numbers(r: dict) -> dict[str, str]:
             "MWbudget": integer(r["energy_budget"])}
 
 
+PARTICLE_SYSTEMS = (("dw4", "DW-4", "DW"), ("lj13", "LJ-13", "LJt"), ("lj55", "LJ-55", "LJf"))
+
+
+def _pub(text: str | None) -> str:
+    return "--" if not text else tex_escape(text)
+
+
+def _ms(d: dict | None) -> str:
+    """``mean ± std`` over the repeats of a particle metric."""
+    return "--" if not d else pm(d["mean"], d["std"]) if d["std"] > 0 else num(d["mean"], 3)
+
+
+def _particles_tables(r: dict) -> dict[str, str]:
+    rows, cost = [], []
+    for name, label, _ in PARTICLE_SYSTEMS:
+        s = r["systems"].get(name)
+        for method, pub in r["published"][name].items():
+            rows.append([label, f"{method} (published)", _pub(pub.get("energy_w2")),
+                         _pub(pub.get("w2")), "--", "--", "--"])
+        if s is None:
+            rows.append([label, r"\physgen{} (not run here)"] + ["--"] * 5)
+            continue
+        m = s["metrics"]
+        rows.append([label, r"\physgen{} flow", _ms(m["flow"]["energy_w2"]),
+                     _ms(m["flow"]["w2"]), _ms(m["flow"]["distance_tv"]), "--", "--"])
+        rows.append([label, r"\physgen{} flow, reweighted", _ms(m["reweighted"]["energy_w2"]),
+                     _ms(m["reweighted"]["w2"]), _ms(m["reweighted"]["distance_tv"]),
+                     pm(s["ess_fraction"], s["ess_fraction_stderr"]),
+                     pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
+        rows.append([label, "reference vs reference", _ms(m["reference_split"]["energy_w2"]),
+                     _ms(m["reference_split"]["w2"]), _ms(m["reference_split"]["distance_tv"]),
+                     "--", "--"])
+        ref, diag = s["reference"], s["reference"]["diagnostics (thinned samples)"]
+        cost.append([label, integer(ref["num_energy_evals"]), num(ref["wall_time_s"], 3),
+                     pm(diag["energy"]["tau_int"], diag["energy"]["tau_int_stderr"]),
+                     f"{max(diag['energy']['rhat'], diag['mean_distance']['rhat']):.3f}",
+                     integer(s["training"]["steps"]), num(s["training"]["wall_time_s"], 3),
+                     integer(s["sampling"]["weighted_samples"]),
+                     num(s["sampling"]["weighted_wall_time_s"], 3)])
+    return {
+        "particles": tabular(["system", "method", "E-W2 (kT)", "W2", "distance TV",
+                              "ESS fraction", r"$\log Z$"], rows, "llrrrrr"),
+        "particles_cost": tabular(
+            ["system", "MCMC energy evals", "MCMC (s)", r"$\tau_{\mathrm{int}}(E)$",
+             r"max $\hat R$", "training steps", "training (s)", "weighted samples",
+             "weighting (s)"], cost, "lrrrrrrrr"),
+    }
+
+
+def _metric_mean(m: dict, kind: str, metric: str) -> str:
+    return num(m[kind][metric]["mean"], 3) if m else "--"
+
+
+def _particles_numbers(r: dict) -> dict[str, str]:
+    out = {}
+    for name, _, tag in PARTICLE_SYSTEMS:
+        s = r["systems"].get(name)
+        m = (s or {}).get("metrics", {})
+        out.update({
+            f"P{tag}ess": num(s["ess_fraction"], 3) if s else "--",
+            f"P{tag}ewtwoFlow": _metric_mean(m, "flow", "energy_w2"),
+            f"P{tag}ewtwoRw": _metric_mean(m, "reweighted", "energy_w2"),
+            f"P{tag}ewtwoRef": _metric_mean(m, "reference_split", "energy_w2"),
+            f"P{tag}wtwoFlow": _metric_mean(m, "flow", "w2"),
+            f"P{tag}Eref": num(s["target"]["mean_energy_reference"], 3) if s else "--",
+            f"P{tag}steps": integer(s["training"]["steps"]) if s else "--",
+            f"P{tag}samples": integer(s["sampling"]["weighted_samples"]) if s else "--",
+            f"P{tag}block": integer(s["settings"]["block"]) if s else "--",
+            f"P{tag}repeats": integer(s["settings"]["repeats"]) if s else "--",
+        })
+    return out
+
+
 EXPERIMENTS: list[Experiment] = [
     Experiment(
         "double_well", "experiments/double_well.py", ("--quick",), (),
@@ -262,6 +335,10 @@ EXPERIMENTS: list[Experiment] = [
         ("--dim", "32", "--steps", "3000", "--seeds", "5", "--segments", "3", "--schedule",
          "cosine"),
         figures={"manywell": "manywell"}, tables=_manywell_tables, numbers=_manywell_numbers),
+    Experiment(
+        "particles", "experiments/particles.py", ("--quick",), ("--system", "dw4", "lj13"),
+        figures={"particles": "particles"}, tables=_particles_tables,
+        numbers=_particles_numbers),
     Experiment(
         "scaling", "experiments/benchmarks/scaling.py", ("--quick",), (),
         figures={"scaling": "scaling"}, tables=_scaling_tables),

@@ -1,11 +1,19 @@
 """Metrics for generative models of low-dimensional physics data: test NLL with errors
 (exact models) or its bound (VAEs), precision/recall, MMD two-sample test, and distances
-between energy distributions for Boltzmann targets."""
+between energy distributions for Boltzmann targets; E-W2, W2 and interatomic-distance
+distances for particle systems."""
 
 from .._base import NoDensityError as NoDensityError, require_density as require_density
 from ._likelihood import (
     test_nll as test_nll,
     test_nll_bound as test_nll_bound,
+)
+from ._particles import (
+    distance_histogram_distance as distance_histogram_distance,
+    energy_w2 as energy_w2,
+    interatomic_distances as interatomic_distances,
+    resample_indices as resample_indices,
+    sample_w2 as sample_w2,
 )
 from ._samples import (
     MMDTest as MMDTest,
