@@ -18,7 +18,6 @@ from ..flows._continuous import check_continuous_model
 from ._objective import flow_matching_loss
 from ._paths import AbstractProbabilityPath, LinearPath, _check_time
 
-
 _PAIRS_PER_CHUNK = 8192  # pairs aligned at once in the batch cost (memory ~ pairs · n! for n <= 6)
 _ENUMERATE_UP_TO = 6  # n! <= 720 permutations: enumerating them beats a Python loop of calls
 
