@@ -67,5 +67,6 @@ def test_phi4_saves_the_flow_and_samples_it_again(tmp_path):
     # same seed, same flow: identical reweighting samples (a fresh flow would differ)
     assert rb["reweighting"]["log_Z"] == ra["reweighting"]["log_Z"]
     assert rb["reweighting"]["ess_fraction"] == ra["reweighting"]["ess_fraction"]
-    with pytest.raises(physgen.CheckpointError, match="shape"):  # another architecture
+    with pytest.raises(physgen.CheckpointError,  # another architecture, named
+                       match=r"saved with other hyperparameters \(kernel_size = \[3, 3\]"):
         mod.main([*common, "--out", str(b), "--init", str(a / "flow.eqx"), "--kernel", "5"])

@@ -7,14 +7,14 @@ import math
 import warnings
 from typing import NamedTuple
 
-import blackjax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.scipy.special import logsumexp, softmax
 
-from .._base import Array, Scalar
+from .._base import Array, Scalar, lazy_import
+
+blackjax = lazy_import("blackjax")  # imported on first use: importing it starts JAX
 
 KHAT_THRESHOLD = 0.7  # Vehtari et al. (2024): above it the estimates are unreliable
 MIN_ESS = 100  # effective samples below which error bars are unreliable
@@ -51,16 +51,23 @@ def _check_log_w(log_w, what: str = "log_w", *, min_samples: int = 1) -> Array:
 
 def check_log_weights(log_w, what: str = "log_w") -> None:
     """Raise ``ValueError`` naming how many of the log-weights ``(N,)`` are NaN or ``+inf``,
-    or that all are ``-inf`` (every weight zero). Host-side, on concrete values."""
-    a = np.asarray(log_w)
-    nan, pos_inf = int(np.sum(np.isnan(a))), int(np.sum(a == np.inf))
+    or that all are ``-inf`` (every weight zero). On concrete values; the counts are reduced
+    where the weights live, so weights sharded over several hosts are never gathered."""
+    a = jnp.asarray(log_w)
+    nan, pos_inf, neg_inf = (int(c) for c in _bad_counts(a))
     if nan or pos_inf:
         raise ValueError(
             f"{what} has {nan} NaN and {pos_inf} +inf of {a.size} entries: a non-finite "
             "energy or log q at those samples (every estimate would be NaN or carried by one "
             "sample); find out why, or drop them knowingly (log_w[jnp.isfinite(log_w)])")
-    if a.size and np.all(a == -np.inf):
+    if a.size and neg_inf == a.size:
         raise ValueError(f"{what}: all {a.size} weights are zero (log w = -inf)")
+
+
+@jax.jit
+def _bad_counts(a: Array) -> Array:
+    """Counts of NaN, ``+inf`` and ``-inf`` entries of ``a``, shape ``(3,)``."""
+    return jnp.stack([jnp.sum(jnp.isnan(a)), jnp.sum(a == jnp.inf), jnp.sum(a == -jnp.inf)])
 
 
 @eqx.filter_jit
