@@ -56,7 +56,7 @@ def _locked(path: Path):
 
 
 @pytest.fixture(scope="session")
-def quick_run(tmp_path_factory, worker_id):
+def quick_run(tmp_path_factory, request):
     """``quick_run(name) -> folder``: the outputs of ``paper/reproduce.py``'s experiment
     ``name`` run with its ``--quick`` arguments, once per session: the first test (of any
     worker) that asks runs it in a subprocess; the others wait for it and read its folder.
@@ -65,7 +65,8 @@ def quick_run(tmp_path_factory, worker_id):
     import reproduce
 
     base = tmp_path_factory.getbasetemp()
-    shared = (base.parent if worker_id != "master" else base) / "quick-runs"
+    worker = hasattr(request.config, "workerinput")  # an xdist worker (also without xdist)
+    shared = (base.parent if worker else base) / "quick-runs"
     shared.mkdir(exist_ok=True)
     experiments = {e.name: e for e in reproduce.EXPERIMENTS}
 
