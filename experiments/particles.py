@@ -32,7 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cosine_adam, estimate_dict, machine, script_parser, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    cosine_adam,
+    estimate_dict,
+    machine,
+    script_parser,
+    weights_dict,
+    weights_text,
+    write_json,
+)
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
@@ -206,12 +214,6 @@ def summary(rows):
     return out
 
 
-def pareto_khat(log_w):
-    """Pareto k-hat of the weights, where physgen.reweighting provides it (None otherwise)."""
-    fn = getattr(rw, "pareto_khat", None) or getattr(rw, "pareto_k_hat", None)
-    return None if fn is None else float(np.asarray(getattr(fn(log_w), "value", fn(log_w))))
-
-
 def run_system(system, args):
     cfg = settings(args, system)
     target = cfg["make"](0.0)
@@ -282,12 +284,11 @@ def run_system(system, args):
         "sampling": {"raw_wall_time_s": raw_time, "raw_samples": len(raw),
                      "weighted_wall_time_s": weight_time, "weighted_samples": len(log_w),
                      "num_energy_evals": len(log_w), "failed_solves": int((~ok).sum())},
-        "ess_fraction": float(rw.ess_fraction(lw)), "ess": float(rw.kish_ess(lw)),
+        **weights_dict(lw, f"{system} flow weights"),
         "ess_fraction_stderr": float(jnp.std(rw.bootstrap(k_boot, rw.ess_fraction, lw,
                                                           n_boot=200))),
         "log_Z": estimate_dict(rw.log_Z(lw)),
         "log_Z_lower_bound": estimate_dict(rw.log_Z_lower_bound(jnp.asarray(log_w[ok]))),
-        "pareto_khat": pareto_khat(lw),
         "mean_energy": {"flow": float(np.nanmean(e_raw)),
                         "reweighted": estimate_dict(rw.expectation(lw, jnp.asarray(
                             np.where(ok, e_w, 0.0))))},
@@ -346,7 +347,7 @@ def main(argv=None):
         results[system], plots[system] = run_system(system, args)
         s = results[system]
         m = s["metrics"]
-        print(f"[{system}] ESS {s['ess_fraction']:.3f}, log Z {s['log_Z']['value']:.3f} ± "
+        print(f"[{system}] {weights_text(s)}, log Z {s['log_Z']['value']:.3f} ± "
               f"{s['log_Z']['stderr']:.3f}; E-W2 flow {m['flow']['energy_w2']['mean']:.3f}, "
               f"reweighted {m['reweighted']['energy_w2']['mean']:.3f}, reference split "
               f"{m['reference_split']['energy_w2']['mean']:.3f}; W2 flow "

@@ -248,20 +248,20 @@ def _particles_tables(r: dict) -> dict[str, str]:
         s = r["systems"].get(name)
         for method, pub in r["published"][name].items():
             rows.append([label, f"{method} (published)", _pub(pub.get("energy_w2")),
-                         _pub(pub.get("w2")), "--", "--", "--"])
+                         _pub(pub.get("w2")), "--", "--", "--", "--"])
         if s is None:
-            rows.append([label, r"\physgen{} (not run here)"] + ["--"] * 5)
+            rows.append([label, r"\physgen{} (not run here)"] + ["--"] * 6)
             continue
         m = s["metrics"]
         rows.append([label, r"\physgen{} flow", _ms(m["flow"]["energy_w2"]),
-                     _ms(m["flow"]["w2"]), _ms(m["flow"]["distance_tv"]), "--", "--"])
+                     _ms(m["flow"]["w2"]), _ms(m["flow"]["distance_tv"]), "--", "--", "--"])
         rows.append([label, r"\physgen{} flow, reweighted", _ms(m["reweighted"]["energy_w2"]),
                      _ms(m["reweighted"]["w2"]), _ms(m["reweighted"]["distance_tv"]),
                      pm(s["ess_fraction"], s["ess_fraction_stderr"]),
-                     pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
+                     num(s["pareto_khat"], 2), pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
         rows.append([label, "reference vs reference", _ms(m["reference_split"]["energy_w2"]),
                      _ms(m["reference_split"]["w2"]), _ms(m["reference_split"]["distance_tv"]),
-                     "--", "--"])
+                     "--", "--", "--"])
         ref, diag = s["reference"], s["reference"]["diagnostics (thinned samples)"]
         cost.append([label, integer(ref["num_energy_evals"]), num(ref["wall_time_s"], 3),
                      pm(diag["energy"]["tau_int"], diag["energy"]["tau_int_stderr"]),
@@ -271,7 +271,8 @@ def _particles_tables(r: dict) -> dict[str, str]:
                      num(s["sampling"]["weighted_wall_time_s"], 3)])
     return {
         "particles": tabular(["system", "method", "E-W2 (kT)", "W2", "distance TV",
-                              "ESS fraction", r"$\log Z$"], rows, "llrrrrr"),
+                              "ESS fraction", r"Pareto $\hat k$", r"$\log Z$"], rows,
+                             "llrrrrrr"),
         "particles_cost": tabular(
             ["system", "MCMC energy evals", "MCMC (s)", r"$\tau_{\mathrm{int}}(E)$",
              r"max $\hat R$", "training steps", "training (s)", "weighted samples",

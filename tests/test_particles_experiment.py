@@ -31,7 +31,7 @@ def test_particles_quick_results(quick_run):
             m = s["metrics"][kind][metric]
             assert len(m["values"]) == s["settings"]["repeats"] and m["std"] >= 0
             assert math.isfinite(m["mean"]) and m["mean"] >= 0
-    assert 0 < s["ess_fraction"] <= 1
+    assert 0 < s["ess_fraction"] <= 1 and math.isfinite(s["pareto_khat"])
     assert math.isfinite(s["log_Z"]["value"]) and s["log_Z"]["stderr"] > 0
     assert s["sampling"]["num_energy_evals"] == s["sampling"]["weighted_samples"]
     assert s["training"]["wall_time_s"] > 0

@@ -37,7 +37,8 @@ def _has_khat(node):
     return isinstance(node, list) and any(_has_khat(v) for v in node)
 
 
-@pytest.mark.parametrize("name", ["double_well", "phi4", "manywell", "ess_per_evaluation"])
+@pytest.mark.parametrize("name", ["double_well", "phi4", "manywell", "ess_per_evaluation",
+                                  "particles"])
 def test_every_ess_has_its_khat(name, quick_run):
     r = json.loads((quick_run(name) / "results.json").read_text())
     assert _has_khat(r), f"{name}: no k̂ at all"
