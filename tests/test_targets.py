@@ -16,7 +16,7 @@ import pytest
 import physgen.targets as pt
 
 # Exact values by adaptive quadrature (scipy.integrate.quad, relative tolerance 1e-13), shipped
-# with the tests; the team's shared reference file beside the repository, where it exists,
+# with the tests; the reference file in ../shared beside the repository, where it exists,
 # must hold the same numbers.
 REFERENCES = {
     "double_well": {
