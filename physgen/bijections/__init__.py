@@ -43,5 +43,7 @@ from ._spline import (
 from ._transformers import (
     AbstractTransformer as AbstractTransformer,
     AffineTransformer as AffineTransformer,
+    CircularSplineTransformer as CircularSplineTransformer,
     SplineTransformer as SplineTransformer,
+    wrap_angle as wrap_angle,
 )
