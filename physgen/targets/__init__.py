@@ -17,6 +17,7 @@ from ._force_field import ForceField as ForceField
 from ._gaussian import Gaussian as Gaussian
 from ._gaussian_mixture import GaussianMixture as GaussianMixture, fab_gmm40 as fab_gmm40
 from ._many_well import ManyWell as ManyWell
+from ._md import Trajectory as Trajectory, langevin_md as langevin_md
 from ._mueller_brown import MuellerBrown as MuellerBrown
 from ._particles import LennardJones as LennardJones, MultiDoubleWell as MultiDoubleWell
 from ._phi4 import ALBERGO_ENSEMBLES as ALBERGO_ENSEMBLES, FreeField as FreeField, Phi4 as Phi4
