@@ -7,10 +7,12 @@ Reference: Langevin MD by OpenMM (physgen.targets.langevin_md). Model: a couplin
 standardised by the MD statistics and mapped by rational-quadratic spline couplings, the 19
 torsions by circular spline couplings (physgen.bijections.CircularSplineTransformer), every
 conditioner reading the torsions as (cos, sin); base N(0, 1) on bonds and angles, uniform on
-the torsions. Weights ``log w = -U/kT + log(x1² y2) - log q_r`` on the reduced Cartesian
-coordinates r, with the JAX port of the force field (physgen.targets.ForceField). Reported:
-training and held-out NLL, ESS, the population of the right half of the Ramachandran plane
-(phi > 0) from MD and from the reweighted flow, and wall times.
+the torsions. Weights ``log w = log p̃(z) - log q(z)`` with the density of the internal
+coordinates (physgen.targets.InternalCoordinateTarget: the JAX port of the force field plus
+the Jacobian to positions modulo rigid motions). Reported: the mean log-weights under the
+flow and under held-out MD (they bracket log Z), training and held-out NLL, ESS, the
+population of the right half of the Ramachandran plane (phi > 0) from MD and from the
+reweighted flow, and wall times.
 
 Writes results.json and ramachandran.png (MD, flow, reweighted flow) to --out.
 """
@@ -38,7 +40,12 @@ import physgen.bijections as pb  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
 from physgen.distributions import NormalWithAngles, Transformed  # noqa: E402
 from physgen.objectives import MaximumLikelihood  # noqa: E402
-from physgen.targets import ForceField, alanine_dipeptide, langevin_md  # noqa: E402
+from physgen.targets import (  # noqa: E402
+    ForceField,
+    InternalCoordinateTarget,
+    alanine_dipeptide,
+    langevin_md,
+)
 
 FULL = dict(md_samples=20_000, md_interval=100, md_equilibration=20_000, layers=4, width=128,
             bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=20_000)
@@ -91,8 +98,10 @@ def main(argv=None):
     times: dict[str, float] = {}
 
     molecule = alanine_dipeptide()
-    target = ForceField(molecule.system, temperature=args.temperature)
     ic = pb.InternalCoordinates(molecule.zmatrix)
+    # the Boltzmann density of the internal coordinates (the Jacobian to positions included)
+    target = InternalCoordinateTarget(ForceField(molecule.system, temperature=args.temperature),
+                                      ic)
     with timer(times, "md_s"):
         traj = langevin_md(k_md, molecule.system, molecule.positions,
                            temperature=args.temperature, n_samples=args.md_samples,
@@ -117,17 +126,20 @@ def main(argv=None):
         return float(-jnp.mean(flow.log_prob(jnp.asarray(standardise(v)))) + log_scale)
 
     @jax.jit
-    def weigh(k):
+    def weigh(k):  # flow samples in internal coordinates and log w = log p̃(z) - log q(z)
         s, log_q = flow.sample_and_log_prob(k, (args.weighted,))
         zs = s * scale + loc
-        r, log_det = jax.vmap(ic.transform_and_log_det)(zs)
-        u = jax.vmap(lambda v: target.energy(ic.to_positions(v)))(r)
-        frame = jax.vmap(ic.log_frame_jacobian)(r)
-        return zs, -u + frame - (log_q - log_scale - log_det)
+        return zs, jax.vmap(target.log_density)(zs) - (log_q - log_scale)
+
+    @jax.jit
+    def log_w_at(v):
+        return jax.vmap(target.log_density)(v) - (flow.log_prob(standardise(v)) - log_scale)
 
     with timer(times, "sample_and_weigh_s"):
         zs, log_w = weigh(k_sample)
         zs, log_w = np.asarray(zs), np.asarray(log_w)
+    # E_q[log w] <= log Z <= E_p[log w]; the gaps are KL(q‖p) and KL(p‖q) (p: held-out MD)
+    log_w_md = np.asarray(log_w_at(jnp.asarray(z[n_train:])))
     finite = np.isfinite(log_w)  # NaN where a sampled angle left (0, π): weight zero
     log_w = np.where(finite, log_w, -np.inf)
     rows = {int(a): i for i, a in enumerate(ic.atoms)}
@@ -149,13 +161,15 @@ def main(argv=None):
         "flow_p_phi_positive": float(np.mean(phi_q > 0)),
         "reweighted_p_phi_positive": estimate_dict(
             rw.expectation(jnp.asarray(log_w), jnp.asarray(phi_q > 0, log_w.dtype))),
-        # log Z of exp(-U/kT) x1² y2 over r: log ∫exp(-U/kT) dx minus log(V 8π²)
+        # log Z = log ∫exp(-U/kT) dx - log(8π² V), bracketed by the two mean log-weights
         "log_Z": estimate_dict(rw.log_Z(jnp.asarray(log_w))),
+        "mean_log_w_flow": float(np.mean(log_w[finite])),
+        "mean_log_w_md": float(np.mean(log_w_md[np.isfinite(log_w_md)])),
     }
     write_json(out / "results.json", results)
     plot(out / "ramachandran.png", (phi_md, psi_md), (phi_q, psi_q), w)
-    print({k: results[k] for k in ("nll_train", "nll_test", "ess_fraction",
-                                   "reweighted_p_phi_positive")})
+    print({k: results[k] for k in ("nll_train", "nll_test", "ess_fraction", "mean_log_w_flow",
+                                   "mean_log_w_md", "reweighted_p_phi_positive")})
     return results
 
 

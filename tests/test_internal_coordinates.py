@@ -129,3 +129,25 @@ def test_bad_zmatrices_are_refused():
         pb.InternalCoordinates(np.array([[0, -1, -1, -1], [1, 0, 2, -1], [2, 1, 0, -1]]))
     with pytest.raises(ValueError, match=r"shape \(60,\)"):
         IC.transform(jnp.zeros(59))
+
+
+def test_target_in_internal_coordinates(x64):
+    """``-E(z) = -U(x(z))/kT + Σ 2 log b + Σ log sin θ`` with the force field."""
+    pytest.importorskip("openmm")
+    from physgen.targets import ForceField, InternalCoordinateTarget, alanine_dipeptide
+
+    molecule = alanine_dipeptide()
+    ff = ForceField(molecule.system)
+    target = InternalCoordinateTarget(ff, IC)
+    assert target.event_shape == (60,)
+    z = jax.jit(lambda x: IC.inverse(IC.from_positions(x)))(jnp.asarray(molecule.positions))
+    e, g = jax.jit(jax.value_and_grad(target.energy))(z)
+    b, theta = z[IC.bonds], z[IC.angles]
+    expected = ff.energy(jnp.asarray(molecule.positions)) - (
+        jnp.sum(2 * jnp.log(b)) + jnp.sum(jnp.log(jnp.sin(theta))))
+    np.testing.assert_allclose(e, expected, rtol=1e-10)
+    assert target.beta == 1.0  # log_density = -energy
+    assert bool(jnp.all(jnp.isfinite(g)))
+    with pytest.raises(ValueError, match=r"expected \(4, 3\)"):
+        InternalCoordinateTarget(ff, pb.InternalCoordinates(np.array(
+            [[0, -1, -1, -1], [1, 0, -1, -1], [2, 1, 0, -1], [3, 2, 1, 0]])))
