@@ -32,24 +32,28 @@ PSI_ATOMS = (6, 8, 14, 16)
 
 # Z-matrix: rows (atom, bond partner j, angle partner k, torsion partner l), each atom placed
 # from atoms of earlier rows at bond length |a - j|, angle a-j-k and torsion a-j-k-l; -1
-# where a row needs fewer (the first three). φ and ψ are the torsions of the rows of atoms
-# 14 and 16. The values (nm, degrees) are standard geometry near the C7eq minimum.
+# where a row needs fewer (the first three). Chosen for flows: only the true rotors are free
+# torsions (φ, ψ, the two ω, the three methyl rotations); the other hydrogens, the second
+# and third methyl hydrogens, CB, HA and the carbonyl O are placed by improper torsions
+# against a neighbour (near-constant offsets such as ±120° or 180°), not as functions of a
+# rotor. φ and ψ are the torsions of the rows of atoms 14 and 16. The values (nm, degrees)
+# are standard geometry near the C7eq minimum.
 ALANINE_DIPEPTIDE_ZMATRIX = np.array([
     (1, -1, -1, -1), (4, 1, -1, -1), (5, 4, 1, -1), (6, 4, 1, 5),
-    (0, 1, 4, 5), (2, 1, 4, 5), (3, 1, 4, 5),
-    (8, 6, 4, 1), (7, 6, 4, 1), (14, 8, 6, 4), (10, 8, 6, 4), (9, 8, 6, 4),
-    (15, 14, 8, 6), (16, 14, 8, 6), (18, 16, 14, 8), (17, 16, 14, 8),
-    (11, 10, 8, 6), (12, 10, 8, 6), (13, 10, 8, 6),
-    (19, 18, 16, 14), (20, 18, 16, 14), (21, 18, 16, 14),
+    (0, 1, 4, 5), (2, 1, 4, 0), (3, 1, 4, 0),
+    (8, 6, 4, 1), (7, 6, 8, 4), (14, 8, 6, 4), (10, 8, 6, 14), (9, 8, 6, 14),
+    (16, 14, 8, 6), (15, 14, 8, 16), (18, 16, 14, 8), (17, 16, 18, 14),
+    (11, 10, 8, 6), (12, 10, 8, 11), (13, 10, 8, 11),
+    (19, 18, 16, 14), (20, 18, 16, 19), (21, 18, 16, 19),
 ], dtype=np.int32)
 _GEOMETRY = np.array([  # (bond, angle, torsion) of each row
     (0, 0, 0), (0.152, 0, 0), (0.123, 121, 0), (0.133, 116, 180),
     (0.109, 109.5, 0), (0.109, 109.5, 120), (0.109, 109.5, -120),
-    (0.146, 122, 180), (0.101, 119, 0), (0.153, 110, -80), (0.153, 110, 160),
-    (0.109, 109.5, 40),
-    (0.123, 121, -110), (0.133, 116, 70), (0.146, 122, 180), (0.101, 119, 0),
-    (0.109, 109.5, 60), (0.109, 109.5, 180), (0.109, 109.5, -60),
-    (0.109, 109.5, 60), (0.109, 109.5, 180), (0.109, 109.5, -60),
+    (0.146, 122, 180), (0.101, 119, 180), (0.153, 110, -80), (0.153, 110, -120),
+    (0.109, 109.5, 120),
+    (0.133, 116, 70), (0.123, 121, 180), (0.146, 122, 180), (0.101, 119, 180),
+    (0.109, 109.5, 60), (0.109, 109.5, 120), (0.109, 109.5, -120),
+    (0.109, 109.5, 60), (0.109, 109.5, 120), (0.109, 109.5, -120),
 ])
 
 
