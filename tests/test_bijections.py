@@ -89,6 +89,8 @@ BASE = {
         k, pb.AffineTransformer(additive=True), z2=True, cond_shape=COND),
     "coupling_spline": lambda k: mlp_coupling(k, pb.SplineTransformer(5, B)),
     "coupling_spline_cond": lambda k: mlp_coupling(k, SPLINE, cond_shape=COND),
+    "coupling_circular_spline": lambda k: mlp_coupling(  # test points lie inside (-π, π)
+        k, pb.CircularSplineTransformer(4), circular=np.ones(DIM, bool)),
     "coupling_spline_mask_2d": lambda k: mlp_coupling(
         k, SPLINE, shape=(2, 2), partition=pb.FlatPartition((2, 2), mask=_MASK_2D)),
     "checkerboard_affine": conv_coupling,

@@ -1,6 +1,6 @@
-"""What every package of physgen may import: types, input checks, the model root with its
-capability markers, the objective interface and the ``Estimate`` result type. It imports
-nothing else of physgen."""
+"""What every package of physgen may import: types, input checks, molecular geometry (bond
+lengths, angles, torsions), the model root with its capability markers, the objective
+interface and the ``Estimate`` result type. It imports nothing else of physgen."""
 
 from ._checks import (
     check_event_shape as check_event_shape,
@@ -10,6 +10,13 @@ from ._checks import (
     check_single_example as check_single_example,
 )
 from ._estimate import Estimate as Estimate
+from ._geometry import (
+    angle_between as angle_between,
+    bond_angle as bond_angle,
+    bond_length as bond_length,
+    torsion as torsion,
+    torsion_from_bonds as torsion_from_bonds,
+)
 from ._lazy import lazy_import as lazy_import
 from ._model import (
     AbstractDensityBound as AbstractDensityBound,

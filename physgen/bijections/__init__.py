@@ -28,6 +28,7 @@ from ._coupling import (
     checkerboard as checkerboard,
 )
 from ._fourier import FourierScaling as FourierScaling
+from ._internal import InternalCoordinates as InternalCoordinates
 from ._invert import Invert as Invert
 from ._linear import LULinear as LULinear
 from ._permute import Permute as Permute, Reverse as Reverse
@@ -42,5 +43,7 @@ from ._spline import (
 from ._transformers import (
     AbstractTransformer as AbstractTransformer,
     AffineTransformer as AffineTransformer,
+    CircularSplineTransformer as CircularSplineTransformer,
     SplineTransformer as SplineTransformer,
+    wrap_angle as wrap_angle,
 )

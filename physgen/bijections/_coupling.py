@@ -179,13 +179,22 @@ class MLPConditioner(AbstractConditioner):
 
     ``net`` defaults to a :class:`~physgen.nn.MLP` (``width``, ``depth``) with a
     zero-initialised last layer, so a new coupling is the identity; any callable module
-    ``(n_c + prod(cond_shape),) -> (num_params · n_t,)`` may be given instead."""
+    ``(n_in,) -> (num_params · n_t,)`` may be given instead, ``n_in = n_c + n_angles +
+    prod(cond_shape)``.
+
+    ``circular``: a bool mask of shape ``partition.shape`` marking the entries that are
+    angles (e.g. torsions); those the conditioner reads enter the net as ``(cos, sin)``
+    (appended after the other entries), so ``θ`` is ``2π``-periodic in them. With a
+    :class:`CircularSplineTransformer` on the transformed angles the coupling is then
+    periodic in every angle it reads or maps."""
 
     net: eqx.Module
     num_params: int = eqx.field(static=True)
     by_entry: bool = eqx.field(static=True)
     trans_shape: Shape = eqx.field(static=True)
     cond_shape: Shape | None = eqx.field(static=True)
+    angles: tuple[int, ...] = eqx.field(static=True)
+    others: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -197,10 +206,25 @@ class MLPConditioner(AbstractConditioner):
         depth: int = 2,
         cond_shape: Shape | None = None,
         net: eqx.Module | None = None,
+        circular: ArrayLike | None = None,
     ):
         x_c, x_t = _views(partition)
         self.cond_shape = None if cond_shape is None else as_shape(cond_shape, "cond_shape")
-        n_in = x_c.size + (0 if cond_shape is None else math.prod(self.cond_shape))
+        if circular is None:
+            angles = np.zeros(x_c.size, dtype=bool)
+        else:
+            mask = np.asarray(circular)
+            if mask.dtype != bool or mask.shape != tuple(partition.shape):
+                raise ValueError(f"circular must be a bool mask of shape {partition.shape}, "
+                                 f"got dtype {mask.dtype} and shape {mask.shape}")
+            # the entries of x_c that are angles: split the mask as the partition splits x
+            with jax.ensure_compile_time_eval():
+                angles = np.asarray(partition.split(jnp.asarray(mask, jnp.float32))[0])
+            angles = angles.reshape(-1) > 0.5
+        self.angles = tuple(int(i) for i in np.flatnonzero(angles))
+        self.others = tuple(int(i) for i in np.flatnonzero(~angles))
+        n_in = x_c.size + len(self.angles) + (
+            0 if cond_shape is None else math.prod(self.cond_shape))
         n_out = transformer.num_params * x_t.size
         if net is None:
             if n_in == 0:
@@ -220,6 +244,10 @@ class MLPConditioner(AbstractConditioner):
 
     def __call__(self, x_c: Array, condition: Array | None = None) -> Array:
         inp = x_c.reshape(-1)
+        if self.angles:
+            a = inp[np.array(self.angles)]
+            inp = jnp.concatenate([inp[np.array(self.others, dtype=int)], jnp.cos(a),
+                                   jnp.sin(a)])
         if self.cond_shape is not None:
             inp = jnp.concatenate([inp, jnp.reshape(condition, -1).astype(inp.dtype)])
         out = self.net(inp)

@@ -1,5 +1,6 @@
 """Lattice observables (magnetisation, χ₂, G(x), G(t), pole mass, Binder cumulant) with
-errors; the integrated autocorrelation time is :mod:`physgen.diagnostics`'s."""
+errors; molecular ones (torsions such as φ, ψ, bond angles, distances); the integrated
+autocorrelation time is :mod:`physgen.diagnostics`'s."""
 
 from ..diagnostics import integrated_autocorrelation_time as integrated_autocorrelation_time
 from ._lattice import (
@@ -14,4 +15,9 @@ from ._lattice import (
     two_point_function as two_point_function,
     two_point_per_config as two_point_per_config,
     zero_momentum_correlator as zero_momentum_correlator,
+)
+from ._molecular import (
+    bond_angles as bond_angles,
+    distances as distances,
+    torsion_angles as torsion_angles,
 )
