@@ -33,6 +33,8 @@ from _common import (  # noqa: E402
     script_parser,
     timer,
     train,
+    weights_dict,
+    weights_text,
     write_json,
 )
 
@@ -156,7 +158,7 @@ def main(argv=None):
         "nll_train": nll(z[:n_train]),
         "nll_test": nll(z[n_train:]),
         "final_loss": float(history["loss"][-1]) if "loss" in history else None,
-        "ess_fraction": float(rw.ess_fraction(jnp.asarray(log_w))),
+        **weights_dict(jnp.asarray(log_w), "flow weights"),
         "non_finite_weights": int((~finite).sum()),
         "flow_p_phi_positive": float(np.mean(phi_q > 0)),
         "reweighted_p_phi_positive": estimate_dict(
@@ -168,8 +170,12 @@ def main(argv=None):
     }
     write_json(out / "results.json", results)
     plot(out / "ramachandran.png", (phi_md, psi_md), (phi_q, psi_q), w)
-    print({k: results[k] for k in ("nll_train", "nll_test", "ess_fraction", "mean_log_w_flow",
-                                   "mean_log_w_md", "reweighted_p_phi_positive")})
+    print(f"NLL train {results['nll_train']:.3f}, test {results['nll_test']:.3f}; "
+          f"{weights_text(results)}; log Z {results['log_Z']['value']:.3f} ± "
+          f"{results['log_Z']['stderr']:.3f} within [{results['mean_log_w_flow']:.3f}, "
+          f"{results['mean_log_w_md']:.3f}]; p(φ > 0): MD {results['md']['p_phi_positive']:.4f}, "
+          f"reweighted {results['reweighted_p_phi_positive']['value']:.4f} ± "
+          f"{results['reweighted_p_phi_positive']['stderr']:.4f}")
     return results
 
 
@@ -192,7 +198,8 @@ def plot(path, md, flow, w):
         ax.set_xlabel("φ (rad)")
     axes[0].set_ylabel("ψ (rad)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    for ext in ("png", "pdf"):
+        fig.savefig(path.with_suffix(f".{ext}"), dpi=120)
     plt.close(fig)
 
 

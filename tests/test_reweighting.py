@@ -285,6 +285,10 @@ def test_pareto_khat_is_blackjax_psis_and_recovers_the_tail_index():
         assert khat == pytest.approx(float(blackjax.diagnostics.psis_weights(lw)[1]), rel=1e-12)
     assert float(rw.pareto_khat(jnp.zeros(1000))) == 0.0  # equal weights: no tail
     assert math.isnan(float(rw.pareto_khat(jnp.zeros(24))))  # tail of < 5 weights
+    # one weight carries the sum, the tail underflows and BlackJAX's fit gives nan: inf
+    degenerate = 1e6 * jax.random.normal(jax.random.key(2), (256,))
+    assert math.isnan(float(blackjax.diagnostics.psis_weights(degenerate)[1]))
+    assert float(rw.pareto_khat(degenerate)) == math.inf
     # vmapped over seeds (a tracer: no host check)
     ks = jax.vmap(rw.pareto_khat)(-0.8 * jnp.log(u.reshape(4, 5000)))
     assert ks.shape == (4,) and bool(jnp.all(jnp.abs(ks - 0.8) < 0.3))

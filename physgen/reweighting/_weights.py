@@ -110,7 +110,8 @@ def pareto_khat(log_w: Array) -> Scalar:
     its shape ``k`` says how many moments the weights have (``1/k``): ``k̂ < 0.5`` finite
     variance, the error bars hold; ``0.5-0.7`` slow convergence; ``> 0.7`` the estimates and
     their error bars are unreliable. ``(N,)`` -> scalar; ``nan`` for ``N < 25`` (a tail of
-    fewer than 5 weights cannot be fitted).
+    fewer than 5 weights cannot be fitted); ``inf`` where the fit fails because the tail's
+    weights underflow next to the largest (one weight carries the sum).
     """
     return _khat(_check_log_w(log_w))
 
@@ -130,7 +131,9 @@ def _khat(log_w):
     if log_w.shape[0] // 5 < 5:
         return jnp.full((), jnp.nan, log_w.dtype)
     _, k = blackjax.diagnostics.psis_weights(log_w)
-    return k.astype(log_w.dtype)
+    # the fit fails (nan) when the tail's weights underflow next to the largest one: a tail
+    # so heavy that one weight carries the sum, reported as k̂ = inf
+    return jnp.where(jnp.isnan(k), jnp.inf, k).astype(log_w.dtype)
 
 
 class WeightDiagnostics(NamedTuple):
