@@ -221,6 +221,60 @@ def test_stratified_importance_sampling_is_calibrated_and_counts_evaluations():
         assert 0.5 < zs.std() < 1.6, zs
 
 
+# a proposal with little mass in B: q_B = 1 − Φ(2.5) ≈ 0.0062 (p_B ≈ 0.067)
+SMALL_B = DiagNormal(jnp.array([-1.0, 0.0]), jnp.array([1.0, 1.0]))
+
+
+def _stratified_df(sampler, budget, seed):
+    run = run_with_budget(jax.random.key(seed), sampler, GAUSS, budget)
+    return run, estimate_run(run, IN_B, (IN_A, IN_B))["delta_F"]
+
+
+def test_stratified_error_shrinks_with_budget_when_the_flow_starves_a_state():
+    """The pool grows until B holds its share, so se(ΔF) falls as 1/√budget (×16 budget:
+    ×1/4 error). The control: a pool capped at its first 8,192 draws (~51 members of B)
+    names B's shortfall and its error stops falling."""
+    grow = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192, batch_size=8192)
+    capped = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                         max_pool_size=8192, batch_size=8192)
+    small, large = 120, 1920
+    ratios, capped_ratios = [], []
+    for seed in range(3):
+        _, d0 = _stratified_df(grow, small, seed)
+        run, d1 = _stratified_df(grow, large, seed)
+        assert run.info["short"] == {}
+        assert run.info["weighted_counts"][1] == large // 3  # B got its full share
+        assert run.info["pool"] > 8192 and run.info["pool_counts"][1] >= large // 3
+        assert run.num_flow_evals == run.info["pool"] + large
+        ratios.append(d1["stderr"] / d0["stderr"])
+        _, c0 = _stratified_df(capped, small, seed)
+        crun, c1 = _stratified_df(capped, large, seed)
+        (lack,) = crun.info["short"].values()
+        # the share B would get from an unlimited pool (≥ a third: the strip is capped too)
+        assert list(crun.info["short"]) == [1]
+        assert lack + crun.info["pool_counts"][1] >= large // 3
+        assert "stratum 1 short by" in compare_samplers(
+            jax.random.key(seed), GAUSS, {"capped": capped}, energy_budget=large,
+            states=(IN_A, IN_B), log=None)[0]["note"]
+        capped_ratios.append(c1["stderr"] / c0["stderr"])
+    assert 0.15 < np.mean(ratios) < 0.35, ratios  # 1/√16 = 0.25
+    assert np.mean(capped_ratios) > 0.45, capped_ratios
+
+
+def test_stratified_errors_calibrated_with_a_starved_state():
+    """z = (ΔF̂ − ΔF_exact)/se over 16 seeds with the pool grown for B: mean ≈ 0, sd ≈ 1."""
+    sampler = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                          batch_size=8192)
+    zs = []
+    for seed in range(16):
+        _, d = _stratified_df(sampler, 900, 100 + seed)
+        zs.append((d["value"] + log(P_B / P_A)) / d["stderr"])
+    zs = np.array(zs)
+    assert np.all(np.abs(zs) < 4), zs
+    assert abs(zs.mean()) < 3 / sqrt(zs.size) + 0.2, zs
+    assert 0.6 < zs.std(ddof=1) < 1.5, zs
+
+
 def test_stratified_needs_states_and_enough_samples():
     proposal = DiagNormal(jnp.zeros(2), jnp.ones(2))
     with pytest.raises(TypeError, match="states"):
@@ -228,7 +282,10 @@ def test_stratified_needs_states_and_enough_samples():
     far = (lambda x: x[..., 0] < 0, lambda x: x[..., 0] > 9.0)  # B never drawn
     with pytest.raises(BudgetTooSmall, match="weighted samples"):
         run_with_budget(jax.random.key(0),
-                        StratifiedImportanceSampler(proposal, far, pool_size=4096), GAUSS, 1000)
+                        StratifiedImportanceSampler(proposal, far, pool_size=4096,
+                                                    max_pool_size=1 << 15), GAUSS, 1000)
+    with pytest.raises(ValueError, match="max_pool_size"):
+        StratifiedImportanceSampler(proposal, far, pool_size=4096, max_pool_size=1024)
 
 
 def test_stratified_estimate_reduces_to_reweighting_and_has_the_stated_covariance():

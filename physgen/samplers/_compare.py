@@ -225,14 +225,9 @@ def _run_particles(key, sampler, target, budget, policy) -> BudgetRun:
 
 def _run_weighted(key, sampler, target, budget) -> BudgetRun:
     ws = sampler.sample(key, target, budget)
-    info = {}
-    if ws.strata is not None:
-        counts = np.asarray(ws.pool_counts)
-        info = {"pool": int(counts.sum()), "pool_counts": counts.tolist(),
-                "weighted_counts": np.bincount(ws.strata, minlength=counts.size).tolist()}
     return BudgetRun(ws.positions, ws.num_energy_evals, 0, ws.num_flow_evals,
                      log_w=ws.log_w, strata=ws.strata, pool_counts=ws.pool_counts,
-                     info=info)
+                     info=dict(ws.info or {}))
 
 
 def _check_sampler(sampler, name="sampler") -> None:
@@ -324,11 +319,12 @@ def _stratified(run: BudgetRun, observable) -> dict:
     counts = np.asarray(run.pool_counts, dtype=np.float64)
     lab, log_w = np.asarray(run.strata), np.asarray(run.log_w)
     khats = [_to_float(rw.pareto_khat(jnp.asarray(log_w[lab == k])))
-             for k in range(len(counts)) if np.sum(lab == k) >= 25]
-    khats = [k for k in khats if k is not None]
+             if np.sum(lab == k) >= 25 else None for k in range(len(counts))]
+    known = [k for k in khats if k is not None]
     return {"estimate": s.mean, "error": math.sqrt(max(s.mean_var, 0.0)), "ess": ess,
             "num_samples": n, "ess_fraction": None if ess is None else ess / n,
-            "pareto_khat": max(khats) if khats else None,
+            "pareto_khat": max(known) if known else None,
+            "stratum_ess": s.ess.tolist(), "stratum_khat": khats,
             "delta_F": {"value": value, "stderr": stderr},
             "fraction_of_samples_in_B": float(counts[1] / counts.sum())}
 
@@ -358,7 +354,8 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
     :func:`~physgen.reweighting.weight_diagnostics` found), ``rhat`` (chains: BlackJAX's
     rank-normalised split R̂ of the observable), ``delta_F`` (``value,
     stderr``), ``chains_visiting_B``, ``num_chains`` and ``fraction_of_samples_in_B``.
-    Stratified draws take ``ΔF`` between their first two strata.
+    Stratified draws take ``ΔF`` between their first two strata and add ``stratum_ess``
+    (Kish, per stratum) and ``stratum_khat`` (``None`` below 25 draws).
     """
     if run.strata is not None:
         return _stratified(run, observable)
@@ -522,7 +519,7 @@ def compare_samplers(
             note=_note(est, run, short),
         )
         for k in ("ess_fraction", "rhat", "chains_visiting_B", "num_chains",
-                  "fraction_of_samples_in_B"):
+                  "fraction_of_samples_in_B", "stratum_ess", "stratum_khat"):
             if k in est:
                 row[k] = est[k]
         if "delta_F" in est:
@@ -551,6 +548,8 @@ def _note(est: dict, run: BudgetRun, short_chains: bool = False) -> str:
         notes.append(f"no {unit[:-1]} visited B")
     elif "chains_visiting_B" in est and est["chains_visiting_B"] < est["num_chains"]:
         notes.append(f"{est['chains_visiting_B']} of {est['num_chains']} {unit} visited B")
+    for stratum, lack in ((run.info or {}).get("short") or {}).items():
+        notes.append(f"pool at max_pool_size: stratum {stratum} short by {lack:,} members")
     plain_is = run.log_w is not None and run.strata is None
     if plain_is and est.get("fraction_of_samples_in_B", 1.0) == 0:
         notes.append("no flow sample in B")
