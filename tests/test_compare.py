@@ -136,6 +136,27 @@ def test_evals_to_reach_reports_not_reached_within_cap():
     assert [h["budget"] for h in out["history"]] == [8_000]
 
 
+def test_evals_to_reach_stops_at_the_second_consecutive_budget_meeting_the_criterion():
+    """The stopping rule: the search ends at the first budget whose run and the run before
+    it both meet the criterion (one lucky budget is not enough), and reports that budget."""
+    sampler = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                          batch_size=8192)
+    for seed in range(3):
+        out = evals_to_reach(jax.random.key(seed), GAUSS, sampler, states=(IN_A, IN_B),
+                             exact_delta_F=-log(P_B / P_A), se_target=0.08, start_budget=200,
+                             factor=1.25, cap=100_000, log=None)
+        met = [h["meets_criterion"] for h in out["history"]]
+        assert out["reached"] and out["consecutive"] == 2
+        assert met[-2:] == [True, True]
+        assert not any(a and b for a, b in zip(met[:-2], met[1:-1], strict=True)), met
+        assert out["sampling_energy_evals"] == out["history"][-1]["energy_evals"]
+        assert all(h["stderr"] <= 0.08 for h in out["history"][-2:])
+        assert "pool" in out["history"][-1] and out["history"][-1]["short"] == {}
+    with pytest.raises(ValueError, match="consecutive"):
+        evals_to_reach(jax.random.key(0), GAUSS, sampler, states=(IN_A, IN_B),
+                       exact_delta_F=1.0, consecutive=0)
+
+
 # ----------------------------------------------------------------------------- budgets
 def test_each_kind_of_sampler_spends_the_budget_it_is_given():
     """Fixed cost per transition: init + warm-up overhead + transitions fill the budget to

@@ -638,6 +638,7 @@ def evals_to_reach(
     start_budget: int = 4_000,
     cap: int = 2_000_000,
     factor: float = 2.0,
+    consecutive: int = 2,
     num_chains: int = 8,
     flow_train_evals: int = 0,
     initial_position: Array | None = None,
@@ -647,21 +648,27 @@ def evals_to_reach(
     """Energy evaluations ``sampler`` needs for ``se(ΔF_{B−A}) ≤ se_target`` (kT) with
     ``|ΔF̂ − ΔF_exact| ≤ max_abs_z · se``.
 
-    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget`` until
-    both hold or the budget would exceed ``cap`` (then ``reached = False``: "not reached
-    within cap"). A budget whose chains are shorter than their autocorrelation window (the
-    MCSE is then underestimated) does not count as reached. Each budget is a fresh run (key
-    ``fold_in(key, budget)``), so the answer is the first budget of this sequence that
-    succeeds for one seed: resolution a factor ``factor``, and noisy. A proposal sampler's
-    training evaluations ``flow_train_evals`` are added to ``total_energy_evals``.
+    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget``. The
+    stopping rule, so that one lucky budget cannot satisfy it: the criterion must hold at
+    ``consecutive`` (default 2) consecutive budgets, each a fresh run (key ``fold_in(key,
+    budget)``); the answer is the evaluations of the last of them, where the search stops.
+    A budget whose chains are shorter than their autocorrelation window (the MCSE is then
+    underestimated) does not meet the criterion. When the next budget would exceed ``cap``
+    before the rule holds, ``reached = False`` ("not reached within cap"). The answer is
+    for one seed, with resolution a factor ``factor``; repeat over seeds for its spread. A
+    proposal sampler's training evaluations ``flow_train_evals`` are added to
+    ``total_energy_evals``.
 
     Returns ``{method, reached, sampling_energy_evals, train_energy_evals,
-    total_energy_evals, cap, se_target, max_abs_z, history}`` (``method``: ``name``, default
-    the sampler's class name) with one history entry per budget tried (``budget,
-    energy_evals, delta_F, stderr, z_score``).
+    total_energy_evals, cap, se_target, max_abs_z, consecutive, history}`` (``method``:
+    ``name``, default the sampler's class name) with one history entry per budget tried
+    (``budget, energy_evals, delta_F, stderr, z_score, meets_criterion``, and for
+    stratified draws ``pool``, ``weighted_counts`` and ``short``).
     """
     if not factor > 1:
         raise ValueError(f"evals_to_reach needs factor > 1, got {factor}")
+    if not isinstance(consecutive, (int, np.integer)) or consecutive < 1:
+        raise ValueError(f"consecutive must be an integer >= 1, got {consecutive!r}")
     _check_sampler(sampler)
     _check_states(states, required=True)
     method = name or type(sampler).__name__
@@ -669,26 +676,31 @@ def evals_to_reach(
     train, _ = _train_cost(sampler, flow_train_evals, None)
     history = []
     budget = int(start_budget)
-    reached = None
+    reached, streak = None, 0
     while budget <= cap:
         try:
             run = run_with_budget(jax.random.fold_in(key, budget), sampler, target, budget,
                                   num_chains=num_chains, initial_position=initial_position,
                                   policy=policy)
         except BudgetTooSmall:
-            budget = _grow(budget, factor)
+            budget, streak = _grow(budget, factor), 0
             continue
         est, short = _estimate_quietly(run, states[1], states)
         d = est["delta_F"]
         z = _z(d["value"], d["stderr"], exact_delta_F)
         ok = (math.isfinite(d["stderr"]) and d["stderr"] <= se_target and z is not None
               and abs(z) <= max_abs_z and not short)
-        history.append({"budget": budget, "energy_evals": run.num_energy_evals,
-                        "delta_F": _to_float(d["value"]), "stderr": _to_float(d["stderr"]),
-                        "z_score": z, "error_underestimated_short_chains": short})
+        streak = streak + 1 if ok else 0
+        entry = {"budget": budget, "energy_evals": run.num_energy_evals,
+                 "delta_F": _to_float(d["value"]), "stderr": _to_float(d["stderr"]),
+                 "z_score": z, "meets_criterion": bool(ok),
+                 "error_underestimated_short_chains": short}
+        info = run.info or {}
+        entry.update({k: info[k] for k in ("pool", "weighted_counts", "short") if k in info})
+        history.append(entry)
         log(f"    {method:<20} budget {budget:>10,}: ΔF {_fmt(d['value'])} ± "
-            f"{_fmt(d['stderr'])} (z {_fmt(z, 3)}){'  reached' if ok else ''}")
-        if ok:
+            f"{_fmt(d['stderr'])} (z {_fmt(z, 3)}){f'  criterion met ({streak})' if ok else ''}")
+        if streak >= consecutive:
             reached = run.num_energy_evals
             break
         budget = _grow(budget, factor)
@@ -701,5 +713,6 @@ def evals_to_reach(
         "cap": cap,
         "se_target": se_target,
         "max_abs_z": max_abs_z,
+        "consecutive": int(consecutive),
         "history": history,
     }
