@@ -79,6 +79,38 @@ def test_quick_benchmark_writes_one_row_per_method_per_target(quick_run):
         assert (out / f"ess_per_1k_evals.{ext}").stat().st_size > 0
 
 
+def test_summary_over_seeds_counts_failures_and_bootstraps_the_ratio():
+    """Median with unreached seeds above the cap, min–max of the reached, and the ratio of
+    medians with a bootstrap interval that holds it."""
+    pt = [1_700_000, 2_100_000, 1_800_000, 2_100_000, None]
+    bg = [8_000, 11_000, 50_000, 9_000, 17_000]
+
+    def reach(method, total):
+        return {"method": method, "reached": total is not None, "total_energy_evals": total,
+                "sampling_energy_evals": total, "train_energy_evals": 0, "cap": 6_000_000,
+                "se_target": 0.05}
+
+    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", p), reach(
+        "BG stratified", b)]} for i, (p, b) in enumerate(zip(pt, bg, strict=True))]
+    out = ess_per_evaluation.summarise(per_seed)
+    by = {r["method"]: r for r in out["reach_over_seeds"]}
+    assert by["PT"]["median"] == 2_100_000 and by["PT"]["not_reached"] == 1
+    assert (by["PT"]["min"], by["PT"]["max"]) == (1_700_000, 2_100_000)
+    assert by["BG stratified"]["median"] == 11_000 and by["BG stratified"]["not_reached"] == 0
+    best = out["best_reach_ratio"]
+    assert best["mcmc"] == "PT" and best["bg"] == "BG stratified"
+    assert best["median_ratio"] == pytest.approx(2_100_000 / 11_000)
+    lo, hi = best["interval_95"]
+    assert lo < best["median_ratio"] < hi
+    assert best["per_seed_min"] == pytest.approx(1_800_000 / 50_000)
+    assert best["per_seed_max"] == pytest.approx(2_100_000 / 9_000)
+    # most seeds unreached: no median, no ratio
+    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", 2_000_000), reach(
+        "BG stratified", None if i else 9_000)]} for i in range(3)]
+    out = ess_per_evaluation.summarise(per_seed)
+    assert out["reach_over_seeds"][1]["median"] is None and out["best_reach_ratio"] is None
+
+
 def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     """HMC started in the left well at a small budget never sees B or is many standard errors
     off; a briefly trained BG, reweighted, gets p_B within 3 standard errors."""

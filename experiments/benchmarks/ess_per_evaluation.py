@@ -386,7 +386,8 @@ def summarise(per_seed: list[dict], key=None) -> dict:
             continue
         k_a, k_b = jax.random.split(jax.random.fold_in(key, i))
         boot = _boot_medians(k_a, best["totals"]) / _boot_medians(k_b, r["totals"])
-        lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+        # no interpolation: a resample whose median is above the cap gives an infinite ratio
+        lo, hi = np.percentile(boot, [2.5, 97.5], method="inverted_cdf")
         by_seed = dict(zip(best["seeds"], best["totals"], strict=True))
         paired = [by_seed[s] / t for s, t in zip(r["seeds"], r["totals"], strict=True)
                   if t is not None and by_seed.get(s) is not None]
