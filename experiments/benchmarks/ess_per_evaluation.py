@@ -101,6 +101,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--layers", type=int, default=4, help="spline coupling layers")
     p.add_argument("--width", type=int, default=32, help="conditioner width")
+    p.add_argument("--max-pool-size", type=int, default=1 << 26,
+                   help="BG stratified: most flow draws its pool may grow to (2^20, its first "
+                        "size, keeps the pool fixed)")
     p.add_argument("--reach", choices=["none", "double_well", "all"], default=None,
                    help="targets on which to find the evaluations to reach se(ΔF) <= "
                         "--se-target (default: double_well; none with --quick)")
@@ -152,7 +155,8 @@ def _gmm_exact(target, states, half_width=8.0, n=1601):
             "quadrature_total_mass": float(total)}
 
 
-def make_samplers(cfg: dict, methods, flow, states, quick: bool) -> dict:
+def make_samplers(cfg: dict, methods, flow, states, quick: bool,
+                  max_pool: int = 1 << 26) -> dict:
     """``{method: (label, sampler)}`` for the chosen methods. ``cfg``: ``step_size`` (start of
     the adapted HMC/NUTS/MALA, fixed in the tempered inner HMC), ``pt_replicas``,
     ``pt_beta_min``, ``smc_reference_scale``; HMC takes 10 leapfrog steps, the tempered
@@ -170,7 +174,7 @@ def make_samplers(cfg: dict, methods, flow, states, quick: bool) -> dict:
         "BG reweighted": lambda: ("BG reweighted", smp.ImportanceSampler(flow)),
         "BG stratified": lambda: ("BG stratified", smp.StratifiedImportanceSampler(
             flow, states, pool_size=1 << 16 if quick else 1 << 20,
-            max_pool_size=1 << 20 if quick else 1 << 26)),
+            max_pool_size=min(max_pool, 1 << 20) if quick else max_pool)),
         "BG as IMH proposal": lambda: ("BG as IMH proposal",
                                        smp.FlowIndependenceMetropolis(flow)),
     }
@@ -305,7 +309,8 @@ def run_seed(name: str, ti: int, seed: int, args, problem) -> dict:
     train_evals = train["num_energy_evals"] if train else 0
     print(f"[{name} seed {seed}] comparing {len(args.methods)} methods at {args.budget:,} "
           f"energy evaluations each", flush=True)
-    samplers = make_samplers(settings, args.methods, flow, states, args.quick)
+    samplers = make_samplers(settings, args.methods, flow, states, args.quick,
+                             args.max_pool_size)
     rows = smp.compare_samplers(
         k_cmp, target, dict(samplers.values()), energy_budget=args.budget,
         num_chains=args.chains, flow_train_evals=train_evals,
