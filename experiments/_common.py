@@ -346,6 +346,11 @@ def _methods(data, kind: str) -> list[str]:
     return names
 
 
+def _spread(n: int) -> np.ndarray:
+    """Vertical offsets that keep seeds with equal values apart (seed order, top down)."""
+    return np.linspace(-0.2, 0.2, n) if n > 1 else np.zeros(1)
+
+
 def _log_limits(ax, values) -> None:
     values = [v for v in values if v and v > 0 and math.isfinite(v)]
     if values:
@@ -366,7 +371,7 @@ def _ess_panel(ax, target: str, seeds: list) -> None:
             continue
         shown += vals
         ax.barh(y, float(np.median(vals)), height=0.6, color="C0", alpha=0.35)
-        ax.plot(vals, [y] * len(vals), "o", color="C0", ms=3.5)
+        ax.plot(vals, y + _spread(len(vals)), "o", color="C0", ms=3.5)
         tot = [r.get("ess_per_1k_total_evals") for r in rows if r.get("ess_per_1k_total_evals")]
         if any(r.get("train_energy_evals") for r in rows) and tot:
             ax.plot([float(np.median(tot))], [y], "D", mfc="none", color="k", ms=5)
@@ -382,7 +387,7 @@ def _ess_panel(ax, target: str, seeds: list) -> None:
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     ax.set_ylim(len(methods) - 0.5, -0.5)
     ax.set_xlabel("ESS per 1000 energy evaluations (sampling)", fontsize=9)
-    ax.set_title(f"{target}: same budget, {len(seeds)} seed(s)\n"
+    ax.set_title(f"{target}: same budget, {len(seeds)} seed{'s' * (len(seeds) > 1)}\n"
                  "dots: seeds, bar: median, ◇: incl. training, !: ΔF off by > 3 se",
                  fontsize=9)
 
@@ -393,10 +398,14 @@ def _reach_panel(ax, target: str, rows: list) -> None:
         got = [t for t in r["totals"] if t is not None]
         missed = len(r["totals"]) - len(got)
         shown += got + ([r["cap"]] if missed else [])
+        offsets = y + _spread(len(r["totals"]))
         if got:
-            ax.plot(got, [y] * len(got), "o", color="C1", ms=3.5)
+            ax.plot(got, [o for o, t in zip(offsets, r["totals"], strict=True) if t is not None],
+                    "o", color="C1", ms=3.5)
         if missed:
-            ax.plot([r["cap"]] * missed, [y] * missed, ">", color="crimson", ms=5)
+            ax.plot([r["cap"]] * missed,
+                    [o for o, t in zip(offsets, r["totals"], strict=True) if t is None], ">",
+                    color="crimson", ms=5)
         if missed * 2 < len(r["totals"]):
             med = float(np.median([t if t is not None else math.inf for t in r["totals"]]))
             ax.barh(y, med, height=0.6, color="C1", alpha=0.35)
