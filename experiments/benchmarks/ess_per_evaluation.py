@@ -386,10 +386,11 @@ def summarise(per_seed: list[dict], key=None) -> dict:
     crossing = [r for r in reach if r["method"] not in BG_METHODS and r["median"]]
     best = min(crossing, key=lambda r: r["median"]) if crossing else None
     ratios = []
-    for i, r in enumerate(reach):
+    for r in reach:
         if best is None or r["method"] not in BG_METHODS or not r["median"]:
             continue
-        k_a, k_b = jax.random.split(jax.random.fold_in(key, i))
+        # one key per method, so that a merge with other methods keeps the interval
+        k_a, k_b = jax.random.split(jax.random.fold_in(key, DEFAULT_METHODS.index(r["method"])))
         boot = _boot_medians(k_a, best["totals"]) / _boot_medians(k_b, r["totals"])
         # no interpolation: a resample whose median is above the cap gives an infinite ratio
         lo, hi = np.percentile(boot, [2.5, 97.5], method="inverted_cdf")
