@@ -387,13 +387,12 @@ def _ess_panel(ax, target: str, seeds: list) -> None:
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
     ax.set_ylim(len(methods) - 0.5, -0.5)
     ax.set_xlabel("ESS per 1000 energy evaluations (sampling)", fontsize=9)
-    ax.set_title(f"{target}: same budget, {len(seeds)} seed{'s' * (len(seeds) > 1)}\n"
-                 "dots: seeds, bar: median, ◇: incl. training, !: ΔF off by > 3 se",
-                 fontsize=9)
+    ax.set_title(f"{target}: same sampling budget; dots: seeds, bar: median,\n"
+                 "◇: incl. training, !: ΔF off by > 3 se or without error", fontsize=9)
 
 
 def _reach_panel(ax, target: str, rows: list) -> None:
-    shown = []
+    shown, names = [], []
     for y, r in enumerate(rows):
         got = [t for t in r["totals"] if t is not None]
         missed = len(r["totals"]) - len(got)
@@ -410,15 +409,15 @@ def _reach_panel(ax, target: str, rows: list) -> None:
             med = float(np.median([t if t is not None else math.inf for t in r["totals"]]))
             ax.barh(y, med, height=0.6, color="C1", alpha=0.35)
         label = (f"not reached within {r['cap']:,}" if not got else
-                 f"{missed}/{len(r['totals'])} not reached" if missed else "")
-        if label:
-            ax.text(0.98, y, label, transform=ax.get_yaxis_transform(), ha="right",
-                    va="center", fontsize=8, color="crimson")
+                 f"{missed}/{len(r['totals'])} not reached within {r['cap']:,}" if missed
+                 else "")
+        names.append(r["method"] + (f"\n({label})" if label else ""))
     ax.set_xscale("log")
     _log_limits(ax, shown)
-    ax.set_yticks(range(len(rows)), [r["method"] for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     se = rows[0].get("se_target", 0.05)
     ax.set_xlabel(f"energy evaluations to reach se(ΔF) ≤ {se:g} kT (incl. training)",
                   fontsize=9)
-    ax.set_title(f"{target}: dots: seeds, bar: median, ▸: cap (not reached)", fontsize=9)
+    ax.set_title(f"{target}: dots: seeds, bar: median,\n▸: the cap, for a seed that did not reach",
+                 fontsize=9)
