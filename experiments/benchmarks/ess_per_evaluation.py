@@ -17,8 +17,9 @@ standard errors of exact at two consecutive budgets (:func:`physgen.samplers.eva
 growing the budget by a factor from a start up to a cap, per method (``REACH``;
 ``--reach-start``/``--reach-factor``/``--reach-cap`` override them for every method).
 The flow's training budget is per target (``TRAINING``; ``--steps``/``--batch-size``
-override it): the 2-D double well needs only 100 × 64 samples, which keeps the BG's total
-(training + sampling) small.
+override it). On the 2-D double well 200 × 64 samples serve every seed: over seeds 0–7 the
+largest k̂ of the stratified BG's weights is 0.60 and every seed reaches; 100 × 64 has a lower
+median but k̂ 0.88 and 0.94 in two seeds and a worst seed 1.6× higher.
 
 ``--seeds N`` repeats everything for seeds ``--seed`` … ``--seed + N − 1``, each with a
 freshly trained flow (its training counted), and summarises the evaluations to reach over
@@ -62,7 +63,7 @@ BG_METHODS = ("BG reweighted", "BG stratified", "BG as IMH proposal")
 DEFAULT_METHODS = MCMC_METHODS + BG_METHODS
 # (steps, batch size) of reverse-KL training per target; each evaluates the energy once per
 # sample, so training costs steps × batch energy evaluations
-TRAINING = {"double_well": (100, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
+TRAINING = {"double_well": (200, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
 # (first budget, growth factor, cap) of the evaluations-to-reach search per method: the
 # chains that stay in A are stopped at a cap, PT starts near where it crosses, the BG low
 REACH = {
