@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     CONTINUOUS,
+    comparison_figure,
     continuous_model,
     estimate_dict,
     machine,
@@ -268,7 +269,8 @@ def main(argv=None):
         results["comparison"] = {"energy_budget_per_method": budget, "observable": "1[x1 > 0]",
                                  "table": rows}
         (args.out / "comparison.md").write_text(smp.render_comparison(rows) + "\n")
-        make_comparison_figure(args.out, rows)
+        comparison_figure(args.out / "ess_per_evaluation", {"double_well": [rows]},
+                          title=f"double well, same sampling budget ({budget:,} evaluations)")
     results["total_time_s"] = time.perf_counter() - t_start
     write_json(args.out / "results.json", results)
     make_figures(args.out, target, history, np.asarray(x), np.asarray(log_w), profile, hmc)
@@ -276,26 +278,6 @@ def main(argv=None):
     if args.compare:
         print((args.out / "comparison.md").read_text())
     return results
-
-
-def make_comparison_figure(out, rows):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [r["method"] for r in rows]
-    vals = [r["ess_per_1k_evals"] or 0.0 for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.bar(range(len(rows)), [max(v, 1e-3) for v in vals], color="C0")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(rows)), names, rotation=30, ha="right")
-    ax.set_ylabel("ESS of 1[x1>0] per 1000 energy evals")
-    ax.set_title("double well, same sampling budget (BG training not included)")
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"ess_per_evaluation.{ext}", dpi=120)
-    plt.close(fig)
 
 
 def print_summary(r):

@@ -82,24 +82,31 @@ def _toy2d_tables(r: dict) -> dict[str, str]:
 
 
 def _reach_tables(r: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """The evaluations to reach over seeds (median, min–max, seeds not reached) and the
+    ratio of the best crossing MCMC method to the best BG method with its bootstrap
+    interval, as the benchmark summarised them."""
     entry = _get(r, "targets", "double_well", default={})
-    reach = entry.get("evals_to_reach") or []
-    rows, best_mcmc, best_bg = [], None, None
-    for e in reach:
-        total = e["total_energy_evals"] if e["reached"] else None
-        rows.append([tex_escape(e["method"]),
-                     integer(e["sampling_energy_evals"]) if e["reached"] else "not reached",
-                     integer(e["train_energy_evals"]) if e["train_energy_evals"] else "--",
-                     integer(total) if total else rf"\ensuremath{{>}}{integer(e['cap'])}"])
-        is_bg = e["method"].startswith("BG")
-        if total is not None:
-            if is_bg:
-                best_bg = total if best_bg is None else min(best_bg, total)
-            else:
-                best_mcmc = total if best_mcmc is None else min(best_mcmc, total)
-    ratio = (num(best_mcmc / best_bg, 3) if best_mcmc and best_bg else "--")
-    tables = {"ess_reach": tabular(["method", "sampling", "training", "total"], rows)}
-    return tables, {"ReachRatio": ratio}
+    rows = []
+    for e in entry.get("reach_over_seeds") or []:
+        n = len(e["totals"])
+        median = (integer(e["median"]) if e["median"] is not None
+                  else rf"\ensuremath{{>}}{integer(e['cap'])}")
+        span = f"{integer(e['min'])}--{integer(e['max'])}" if e["min"] is not None else "--"
+        train = integer(round(sum(e["train"]) / n)) if any(e["train"]) else "--"
+        rows.append([tex_escape(e["label"]), f"{e['reached']}/{n}", median, span, train])
+    best = entry.get("best_reach_ratio")
+    lo, hi = best["interval_95"] if best else (None, None)
+    numbers = {
+        "ReachRatio": num(best["median_ratio"], 3) if best else "--",
+        "ReachRatioLow": num(lo, 3), "ReachRatioHigh": num(hi, 3),
+        "ReachSeeds": integer(best["bg_seeds"]) if best else "--",
+        "ReachMcmcSeeds": integer(best["mcmc_seeds"]) if best else "--",
+        "ReachMcmc": tex_escape(best["mcmc"]) if best else "--",
+        "ReachBG": tex_escape(best["bg"]) if best else "--",
+    }
+    tables = {"ess_reach": tabular(
+        ["method", "seeds reached", "median", "min--max", "training"], rows)}
+    return tables, numbers
 
 
 def _ess_tables(r):
@@ -316,7 +323,8 @@ EXPERIMENTS: list[Experiment] = [
         "ess_per_evaluation", "experiments/benchmarks/ess_per_evaluation.py",
         ("--quick", "--targets", "double_well", "--reach", "double_well", "--reach-cap",
          "8000", "--methods", "HMC", "PT", "BG reweighted", "BG stratified"),
-        ("--reach", "double_well"),
+        ("--reach", "double_well", "--seeds", "8", "--methods", "HMC", "NUTS", "MALA", "PT",
+         "SMC", "BG reweighted", "BG stratified", "BG as IMH proposal"),
         figures={"ess_per_1k_evals": "ess_per_1k_evals"},
         tables=_ess_tables, numbers=_ess_numbers),
     Experiment(

@@ -79,6 +79,38 @@ def test_quick_benchmark_writes_one_row_per_method_per_target(quick_run):
         assert (out / f"ess_per_1k_evals.{ext}").stat().st_size > 0
 
 
+def test_summary_over_seeds_counts_failures_and_bootstraps_the_ratio():
+    """Median with unreached seeds above the cap, min–max of the reached, and the ratio of
+    medians with a bootstrap interval that holds it."""
+    pt = [1_700_000, 2_100_000, 1_800_000, 2_100_000, None]
+    bg = [8_000, 11_000, 50_000, 9_000, 17_000]
+
+    def reach(method, total):
+        return {"method": method, "reached": total is not None, "total_energy_evals": total,
+                "sampling_energy_evals": total, "train_energy_evals": 0, "cap": 6_000_000,
+                "se_target": 0.05}
+
+    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", p), reach(
+        "BG stratified", b)]} for i, (p, b) in enumerate(zip(pt, bg, strict=True))]
+    out = ess_per_evaluation.summarise(per_seed)
+    by = {r["method"]: r for r in out["reach_over_seeds"]}
+    assert by["PT"]["median"] == 2_100_000 and by["PT"]["not_reached"] == 1
+    assert (by["PT"]["min"], by["PT"]["max"]) == (1_700_000, 2_100_000)
+    assert by["BG stratified"]["median"] == 11_000 and by["BG stratified"]["not_reached"] == 0
+    best = out["best_reach_ratio"]
+    assert best["mcmc"] == "PT" and best["bg"] == "BG stratified"
+    assert best["median_ratio"] == pytest.approx(2_100_000 / 11_000)
+    lo, hi = best["interval_95"]
+    assert lo < best["median_ratio"] < hi
+    assert best["per_seed_min"] == pytest.approx(1_800_000 / 50_000)
+    assert best["per_seed_max"] == pytest.approx(2_100_000 / 9_000)
+    # most seeds unreached: no median, no ratio
+    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", 2_000_000), reach(
+        "BG stratified", None if i else 9_000)]} for i in range(3)]
+    out = ess_per_evaluation.summarise(per_seed)
+    assert out["reach_over_seeds"][1]["median"] is None and out["best_reach_ratio"] is None
+
+
 def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     """HMC started in the left well at a small budget never sees B or is many standard errors
     off; a briefly trained BG, reweighted, gets p_B within 3 standard errors."""
@@ -134,6 +166,27 @@ def test_evals_to_reach_reports_not_reached_within_cap():
     assert out["method"] == "HMC"
     assert out["reached"] is False and out["total_energy_evals"] is None
     assert [h["budget"] for h in out["history"]] == [8_000]
+
+
+def test_evals_to_reach_stops_at_the_second_consecutive_budget_meeting_the_criterion():
+    """The stopping rule: the search ends at the first budget whose run and the run before
+    it both meet the criterion (one lucky budget is not enough), and reports that budget."""
+    sampler = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                          batch_size=8192)
+    for seed in range(3):
+        out = evals_to_reach(jax.random.key(seed), GAUSS, sampler, states=(IN_A, IN_B),
+                             exact_delta_F=-log(P_B / P_A), se_target=0.08, start_budget=200,
+                             factor=1.25, cap=100_000, log=None)
+        met = [h["meets_criterion"] for h in out["history"]]
+        assert out["reached"] and out["consecutive"] == 2
+        assert met[-2:] == [True, True]
+        assert not any(a and b for a, b in zip(met[:-2], met[1:-1], strict=True)), met
+        assert out["sampling_energy_evals"] == out["history"][-1]["energy_evals"]
+        assert all(h["stderr"] <= 0.08 for h in out["history"][-2:])
+        assert "pool" in out["history"][-1] and out["history"][-1]["short"] == {}
+    with pytest.raises(ValueError, match="consecutive"):
+        evals_to_reach(jax.random.key(0), GAUSS, sampler, states=(IN_A, IN_B),
+                       exact_delta_F=1.0, consecutive=0)
 
 
 # ----------------------------------------------------------------------------- budgets
@@ -221,6 +274,60 @@ def test_stratified_importance_sampling_is_calibrated_and_counts_evaluations():
         assert 0.5 < zs.std() < 1.6, zs
 
 
+# a proposal with little mass in B: q_B = 1 − Φ(2.5) ≈ 0.0062 (p_B ≈ 0.067)
+SMALL_B = DiagNormal(jnp.array([-1.0, 0.0]), jnp.array([1.0, 1.0]))
+
+
+def _stratified_df(sampler, budget, seed):
+    run = run_with_budget(jax.random.key(seed), sampler, GAUSS, budget)
+    return run, estimate_run(run, IN_B, (IN_A, IN_B))["delta_F"]
+
+
+def test_stratified_error_shrinks_with_budget_when_the_flow_starves_a_state():
+    """The pool grows until B holds its share, so se(ΔF) falls as 1/√budget (×16 budget:
+    ×1/4 error). The control: a pool capped at its first 8,192 draws (~51 members of B)
+    names B's shortfall and its error stops falling."""
+    grow = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192, batch_size=8192)
+    capped = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                         max_pool_size=8192, batch_size=8192)
+    small, large = 120, 1920
+    ratios, capped_ratios = [], []
+    for seed in range(3):
+        _, d0 = _stratified_df(grow, small, seed)
+        run, d1 = _stratified_df(grow, large, seed)
+        assert run.info["short"] == {}
+        assert run.info["weighted_counts"][1] == large // 3  # B got its full share
+        assert run.info["pool"] > 8192 and run.info["pool_counts"][1] >= large // 3
+        assert run.num_flow_evals == run.info["pool"] + large
+        ratios.append(d1["stderr"] / d0["stderr"])
+        _, c0 = _stratified_df(capped, small, seed)
+        crun, c1 = _stratified_df(capped, large, seed)
+        (lack,) = crun.info["short"].values()
+        # the share B would get from an unlimited pool (≥ a third: the strip is capped too)
+        assert list(crun.info["short"]) == [1]
+        assert lack + crun.info["pool_counts"][1] >= large // 3
+        assert "stratum 1 short by" in compare_samplers(
+            jax.random.key(seed), GAUSS, {"capped": capped}, energy_budget=large,
+            states=(IN_A, IN_B), log=None)[0]["note"]
+        capped_ratios.append(c1["stderr"] / c0["stderr"])
+    assert 0.15 < np.mean(ratios) < 0.35, ratios  # 1/√16 = 0.25
+    assert np.mean(capped_ratios) > 0.45, capped_ratios
+
+
+def test_stratified_errors_calibrated_with_a_starved_state():
+    """z = (ΔF̂ − ΔF_exact)/se over 16 seeds with the pool grown for B: mean ≈ 0, sd ≈ 1."""
+    sampler = StratifiedImportanceSampler(SMALL_B, (IN_A, IN_B), pool_size=8192,
+                                          batch_size=8192)
+    zs = []
+    for seed in range(16):
+        _, d = _stratified_df(sampler, 900, 100 + seed)
+        zs.append((d["value"] + log(P_B / P_A)) / d["stderr"])
+    zs = np.array(zs)
+    assert np.all(np.abs(zs) < 4), zs
+    assert abs(zs.mean()) < 3 / sqrt(zs.size) + 0.2, zs
+    assert 0.6 < zs.std(ddof=1) < 1.5, zs
+
+
 def test_stratified_needs_states_and_enough_samples():
     proposal = DiagNormal(jnp.zeros(2), jnp.ones(2))
     with pytest.raises(TypeError, match="states"):
@@ -228,7 +335,10 @@ def test_stratified_needs_states_and_enough_samples():
     far = (lambda x: x[..., 0] < 0, lambda x: x[..., 0] > 9.0)  # B never drawn
     with pytest.raises(BudgetTooSmall, match="weighted samples"):
         run_with_budget(jax.random.key(0),
-                        StratifiedImportanceSampler(proposal, far, pool_size=4096), GAUSS, 1000)
+                        StratifiedImportanceSampler(proposal, far, pool_size=4096,
+                                                    max_pool_size=1 << 15), GAUSS, 1000)
+    with pytest.raises(ValueError, match="max_pool_size"):
+        StratifiedImportanceSampler(proposal, far, pool_size=4096, max_pool_size=1024)
 
 
 def test_stratified_estimate_reduces_to_reweighting_and_has_the_stated_covariance():

@@ -13,12 +13,24 @@ The observable is the indicator of state B, so each method estimates ``p_B``, an
 A/B indicators ``ΔF_{B−A} = −log(p_B/p_A)`` (kT), both against exact values (quadrature).
 The flow's training evaluations are reported separately and in a total. Optionally
 (``--reach``) the number of evaluations each method needs for ``se(ΔF) ≤ 0.05 kT`` within 3
-standard errors of exact, growing the budget by ``--reach-factor`` up to ``--reach-cap``.
+standard errors of exact at two consecutive budgets (:func:`physgen.samplers.evals_to_reach`),
+growing the budget by a factor from a start up to a cap, per method (``REACH``;
+``--reach-start``/``--reach-factor``/``--reach-cap`` override them for every method).
 The flow's training budget is per target (``TRAINING``; ``--steps``/``--batch-size``
-override it): the 2-D double well needs only 100 × 64 samples, which keeps the BG's total
-(training + sampling) small.
+override it). On the 2-D double well 200 × 64 samples serve every seed: over seeds 0–7 the
+largest k̂ of the stratified BG's weights is 0.60 and every seed reaches; 100 × 64 has a lower
+median but k̂ 0.88 and 0.94 in two seeds and a worst seed 1.6× higher.
 
-Writes results.json (one comparison table per target) and ess_per_1k_evals.{png,pdf} to --out.
+``--seeds N`` repeats everything for seeds ``--seed`` … ``--seed + N − 1``, each with a
+freshly trained flow (its training counted), and summarises the evaluations to reach over
+seeds: median, min–max and the seeds that did not reach within the cap (counted as above
+the cap in the median), and the ratio of the best crossing MCMC method's median to each
+BG method's, with a 95% percentile interval from bootstrap resamples of the seeds (each
+method's seeds resampled independently: their runs are independent). ``--merge`` combines
+the results.json of separate runs (other methods or seeds) into one summary and figure.
+
+Writes results.json (per target: one comparison table and reach list per seed, the summary
+over seeds) and ess_per_1k_evals.{png,pdf} (every seed shown) to --out.
 """
 
 from __future__ import annotations
@@ -36,10 +48,10 @@ import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import machine, write_json  # noqa: E402
+from _common import comparison_figure, machine, write_json  # noqa: E402
 
 import physgen  # noqa: E402
-from physgen import samplers as smp  # noqa: E402
+from physgen import reweighting as rw, samplers as smp  # noqa: E402
 from physgen.distributions import DiagNormal  # noqa: E402
 from physgen.flows import neural_spline_flow  # noqa: E402
 from physgen.objectives import ReverseKL  # noqa: E402
@@ -51,7 +63,20 @@ BG_METHODS = ("BG reweighted", "BG stratified", "BG as IMH proposal")
 DEFAULT_METHODS = MCMC_METHODS + BG_METHODS
 # (steps, batch size) of reverse-KL training per target; each evaluates the energy once per
 # sample, so training costs steps × batch energy evaluations
-TRAINING = {"double_well": (100, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
+TRAINING = {"double_well": (200, 64), "gmm": (1000, 256), "many_well": (1000, 256)}
+# with --quick: the many-well's flow needs 600 steps for calibrated weights (at 60 its ESS/N
+# was 0.03 and the spread of p_B over seeds 2.6 times the reported error)
+QUICK_TRAINING = {"double_well": (60, 64), "gmm": (60, 64), "many_well": (600, 64)}
+# (first budget, growth factor, cap) of the evaluations-to-reach search per method: the
+# chains that stay in A are stopped at a cap, PT starts near where it crosses, the BG low
+REACH = {
+    "HMC": (62_500, 2.0, 4_000_000), "NUTS": (62_500, 2.0, 4_000_000),
+    "MALA": (62_500, 2.0, 4_000_000), "SMC": (62_500, 2.0, 4_000_000),
+    "PT": (500_000, 1.2, 6_000_000),
+    "BG reweighted": (2_000, 1.2, 2_000_000), "BG stratified": (500, 1.2, 2_000_000),
+    "BG as IMH proposal": (2_000, 1.2, 2_000_000),
+}
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def parse_args(argv=None):
@@ -62,9 +87,13 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("results/benchmarks/ess_per_evaluation"),
                    help="output folder")
     p.add_argument("--quick", action="store_true",
-                   help="small run for tests (a minute; the flow trains 600 steps, enough "
-                        "for calibrated importance-sampling errors on the many-well)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="small run for tests (a minute; training per target: QUICK_TRAINING)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="independent seeds (a flow trained per seed), summarised over seeds")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
+                   help="combine these results.json (other methods or seeds) into --out, "
+                        "running nothing")
     p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS))
     p.add_argument("--budget", type=int, default=100_000,
@@ -77,23 +106,29 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (cosine decay)")
     p.add_argument("--layers", type=int, default=4, help="spline coupling layers")
     p.add_argument("--width", type=int, default=32, help="conditioner width")
+    p.add_argument("--max-pool-size", type=int, default=1 << 26,
+                   help="BG stratified: most flow draws its pool may grow to (2^20, its first "
+                        "size, keeps the pool fixed)")
     p.add_argument("--reach", choices=["none", "double_well", "all"], default=None,
                    help="targets on which to find the evaluations to reach se(ΔF) <= "
                         "--se-target (default: double_well; none with --quick)")
     p.add_argument("--se-target", type=float, default=0.05, help="target se(ΔF_B−A) in kT")
-    p.add_argument("--reach-start", type=int, default=1_000, help="first budget tried")
-    p.add_argument("--reach-cap", type=int, default=4_096_000, help="largest budget tried")
-    p.add_argument("--reach-factor", type=float, default=2.0,
-                   help="budget growth factor between tries (the resolution of the answer)")
+    p.add_argument("--reach-start", type=int, default=None,
+                   help="first budget tried (default per method: REACH)")
+    p.add_argument("--reach-cap", type=int, default=None,
+                   help="largest budget tried (default per method: REACH)")
+    p.add_argument("--reach-factor", type=float, default=None,
+                   help="budget growth factor between tries, the resolution of the answer "
+                        "(default per method: REACH)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.budget = min(args.budget, 10_000)
         args.chains = min(args.chains, 4)
-        args.steps = min(args.steps or 600, 600)
-        args.batch_size = min(args.batch_size or 64, 64)
         args.layers, args.width = min(args.layers, 2), min(args.width, 16)
         args.reach = args.reach or "none"
+        args.reach_start = args.reach_start or 1_000
+        args.reach_factor = args.reach_factor or 2.0
     args.reach = args.reach or "double_well"
     return args
 
@@ -123,7 +158,8 @@ def _gmm_exact(target, states, half_width=8.0, n=1601):
             "quadrature_total_mass": float(total)}
 
 
-def make_samplers(cfg: dict, methods, flow, states, quick: bool) -> dict:
+def make_samplers(cfg: dict, methods, flow, states, quick: bool,
+                  max_pool: int = 1 << 26) -> dict:
     """``{method: (label, sampler)}`` for the chosen methods. ``cfg``: ``step_size`` (start of
     the adapted HMC/NUTS/MALA, fixed in the tempered inner HMC), ``pt_replicas``,
     ``pt_beta_min``, ``smc_reference_scale``; HMC takes 10 leapfrog steps, the tempered
@@ -140,7 +176,8 @@ def make_samplers(cfg: dict, methods, flow, states, quick: bool) -> dict:
             inner, num_mcmc_steps=4, reference_scale=cfg["smc_reference_scale"])),
         "BG reweighted": lambda: ("BG reweighted", smp.ImportanceSampler(flow)),
         "BG stratified": lambda: ("BG stratified", smp.StratifiedImportanceSampler(
-            flow, states, pool_size=1 << 16 if quick else 1 << 20)),
+            flow, states, pool_size=1 << 16 if quick else 1 << 20,
+            max_pool_size=min(max_pool, 1 << 20) if quick else max_pool)),
         "BG as IMH proposal": lambda: ("BG as IMH proposal",
                                        smp.FlowIndependenceMetropolis(flow)),
     }
@@ -227,90 +264,191 @@ def train_flow(key, target, base, args, steps: int, batch_size: int):
 
 
 # ----------------------------------------------------------------------------- main
+NOTES = [
+    "num_energy_evals: target energy evaluations spent sampling (warm-up included; a "
+    "gradient evaluation counts as one); the BG's training evaluations are in "
+    "train_energy_evals and total_energy_evals.",
+    "ESS: bulk ESS (BlackJAX) of the B indicator for MCMC; Kish ESS for BG reweighted, with "
+    "the Pareto k-hat of the log-weights beside it (pareto_khat; BG stratified: the largest "
+    "over strata, stratum_ess and stratum_khat per stratum; a note when k-hat > 0.7 or "
+    "ESS/N < 0.1); between-run variance for SMC. ESS is undefined (null) when a chain "
+    "never leaves A.",
+    "wall_time_s excludes compilation (second run with warm caches); the machine may be "
+    "shared, so timings are noisy.",
+    "estimate ± error is p_B; delta_F is ΔF_B−A = −log(p_B/p_A) in kT with a delta-method "
+    "error (Geyer's MCSE of 1_B/p_B − 1_A/p_A for MCMC, weights for the BG); MCMC rows note "
+    "chains shorter than 50 tau and R-hat > 1.01.",
+    "evals_to_reach: se(ΔF) <= se_target within 3 se of exact at two consecutive budgets; "
+    "per seed a fresh flow, its training included in the total. reach_over_seeds: median "
+    "(a seed not reached counts as above the cap), min–max of the reached seeds; "
+    "reach_ratio: the best crossing MCMC method's median over each BG method's, 95% "
+    f"percentile interval from {BOOTSTRAP_RESAMPLES} bootstrap resamples of the seeds "
+    "(each method resampled independently), and the per-seed ratios (same seed index).",
+]
+
+
+def reach_settings(method: str, args) -> tuple[int, float, int]:
+    """``(start, factor, cap)`` of the evaluations-to-reach search: ``REACH`` unless given."""
+    start, factor, cap = REACH[method]
+    return (args.reach_start or start, args.reach_factor or factor, args.reach_cap or cap)
+
+
+def run_seed(name: str, ti: int, seed: int, args, problem) -> dict:
+    """One seed on one target: a fresh flow, the comparison table and, where asked, the
+    evaluations to reach for every method."""
+    target, states, exact, start, settings, base, _ = problem
+    policy = smp.BudgetPolicy(num_particles=16 if args.quick else 64)
+    k_flow, k_cmp, k_reach = jax.random.split(jax.random.fold_in(jax.random.key(seed), ti), 3)
+    flow, train = None, None
+    if any(m in BG_METHODS for m in args.methods):
+        training = QUICK_TRAINING if args.quick else TRAINING
+        steps = args.steps or training[name][0]
+        batch_size = args.batch_size or training[name][1]
+        print(f"[{name} seed {seed}] training the flow: {steps} steps × {batch_size} samples "
+              f"(reverse KL)", flush=True)
+        flow, train = train_flow(k_flow, target, base, args, steps, batch_size)
+        print(f"[{name} seed {seed}]   loss {train['final_loss_mean_last_10pct']:.3f} "
+              f"(minimum −log Z = {train['minus_log_Z']:.3f}), "
+              f"{train['train_time_s_incl_compile']:.1f} s", flush=True)
+    train_evals = train["num_energy_evals"] if train else 0
+    print(f"[{name} seed {seed}] comparing {len(args.methods)} methods at {args.budget:,} "
+          f"energy evaluations each", flush=True)
+    samplers = make_samplers(settings, args.methods, flow, states, args.quick,
+                             args.max_pool_size)
+    rows = smp.compare_samplers(
+        k_cmp, target, dict(samplers.values()), energy_budget=args.budget,
+        num_chains=args.chains, flow_train_evals=train_evals,
+        flow_train_time=train["train_time_s_incl_compile"] if train else None,
+        states=states, exact={"observable": exact["p_B"], "delta_F": exact["delta_F_B_minus_A"]},
+        initial_position=start, policy=policy,
+    )
+    for row, m in zip(rows, samplers, strict=True):
+        row["key"] = m
+    table = smp.render_comparison(rows, fmt="text")
+    print(table, flush=True)
+    entry = {"seed": seed, "flow_training": train, "table": rows, "table_text": table}
+    if args.reach == "all" or args.reach == name:
+        entry["evals_to_reach"] = []
+        for m in args.methods:
+            first, factor, cap = reach_settings(m, args)
+            print(f"[{name} seed {seed}] {m}: evaluations to reach se(ΔF) <= {args.se_target} "
+                  f"kT within 3 se at two consecutive budgets (×{factor:g} from {first:,} to "
+                  f"at most {cap:,})", flush=True)
+            # the key depends on the method, not on which others run with it, so that
+            # separate runs can be merged
+            r = smp.evals_to_reach(
+                jax.random.fold_in(k_reach, DEFAULT_METHODS.index(m)), target, samplers[m][1],
+                name=m, states=states, exact_delta_F=exact["delta_F_B_minus_A"],
+                se_target=args.se_target, start_budget=first, cap=cap,
+                num_chains=args.chains, factor=factor, flow_train_evals=train_evals,
+                initial_position=start, policy=policy,
+            )
+            r.update(label=samplers[m][0], factor=factor, start_budget=first)
+            entry["evals_to_reach"].append(r)
+            what = (f"{r['total_energy_evals']:,} (sampling {r['sampling_energy_evals']:,}"
+                    f" + training {r['train_energy_evals']:,})" if r["reached"]
+                    else f"not reached within cap {r['cap']:,}")
+            print(f"    {m:<20} {what}", flush=True)
+    return entry
+
+
+def _median_above_cap(totals: list) -> float:
+    """Median with the seeds that did not reach counted as above the cap (``inf``)."""
+    return float(np.median([math.inf if t is None else t for t in totals]))
+
+
+def _boot_medians(key, totals: list) -> np.ndarray:
+    x = jnp.asarray([math.inf if t is None else float(t) for t in totals])
+    return np.asarray(rw.bootstrap(key, jnp.median, x, n_boot=BOOTSTRAP_RESAMPLES))
+
+
+def summarise(per_seed: list[dict], key=None) -> dict:
+    """Evaluations to reach over seeds per method, the ratio of the best crossing MCMC
+    method to each BG method, and each seed's ESS and k̂ of the BG weights (see NOTES)."""
+    key = jax.random.key(0) if key is None else key
+    methods = {}
+    for e in per_seed:
+        for r in e.get("evals_to_reach", []):
+            methods.setdefault(r["method"], []).append((e["seed"], r))
+    reach = []
+    for m in [m for m in DEFAULT_METHODS if m in methods]:
+        seeds = [s for s, _ in methods[m]]
+        runs = [r for _, r in methods[m]]
+        totals = [r["total_energy_evals"] if r["reached"] else None for r in runs]
+        got = [t for t in totals if t is not None]
+        med = _median_above_cap(totals)
+        reach.append({
+            "method": m, "label": runs[0].get("label", m), "seeds": seeds, "totals": totals,
+            "sampling": [r["sampling_energy_evals"] for r in runs],
+            "train": [r["train_energy_evals"] for r in runs],
+            "reached": len(got), "not_reached": len(totals) - len(got),
+            "median": med if math.isfinite(med) else None,
+            "min": min(got) if got else None, "max": max(got) if got else None,
+            "cap": max(r["cap"] for r in runs), "se_target": runs[0]["se_target"],
+            "factor": runs[0].get("factor"), "start_budget": runs[0].get("start_budget"),
+        })
+    crossing = [r for r in reach if r["method"] not in BG_METHODS and r["median"]]
+    best = min(crossing, key=lambda r: r["median"]) if crossing else None
+    ratios = []
+    for r in reach:
+        if best is None or r["method"] not in BG_METHODS or not r["median"]:
+            continue
+        # one key per method, so that a merge with other methods keeps the interval
+        k_a, k_b = jax.random.split(jax.random.fold_in(key, DEFAULT_METHODS.index(r["method"])))
+        boot = _boot_medians(k_a, best["totals"]) / _boot_medians(k_b, r["totals"])
+        # no interpolation: a resample whose median is above the cap gives an infinite ratio
+        lo, hi = np.percentile(boot, [2.5, 97.5], method="inverted_cdf")
+        by_seed = dict(zip(best["seeds"], best["totals"], strict=True))
+        paired = [by_seed[s] / t for s, t in zip(r["seeds"], r["totals"], strict=True)
+                  if t is not None and by_seed.get(s) is not None]
+        ratios.append({
+            "mcmc": best["method"], "bg": r["method"], "median_ratio": best["median"] / r["median"],
+            "interval_95": [float(lo), float(hi)],
+            "interval": f"95% percentile, {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
+                        "seeds of each method (independently)",
+            "per_seed_min": min(paired) if paired else None,
+            "per_seed_max": max(paired) if paired else None,
+            "mcmc_seeds": len(best["totals"]), "bg_seeds": len(r["totals"]),
+        })
+    bg = sorted((x for x in ratios), key=lambda x: -x["median_ratio"])
+    weights = {}
+    for e in per_seed:
+        for row in e["table"]:
+            if row["key"] in BG_METHODS:
+                weights.setdefault(row["key"], []).append({
+                    "seed": e["seed"], "ess": row["ess"], "ess_per_1k_evals":
+                    row["ess_per_1k_evals"], "pareto_khat": row["pareto_khat"],
+                    "stratum_ess": row.get("stratum_ess"), "stratum_khat": row.get("stratum_khat"),
+                    "delta_F_z": (row.get("delta_F") or {}).get("z_score")})
+    return {"reach_over_seeds": reach, "reach_ratio": bg, "best_reach_ratio": bg[0] if bg else None,
+            "bg_weights_per_seed": weights}
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        return merge(args.merge, args.out)
     t_start = time.perf_counter()
-    key = jax.random.key(args.seed)
-    want_bg = any(m in BG_METHODS for m in args.methods)
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": machine(),
-        "notes": [
-            "num_energy_evals: target energy evaluations spent sampling (warm-up included; a "
-            "gradient evaluation counts as one); the BG's training evaluations are in "
-            "train_energy_evals and total_energy_evals.",
-            "ESS: bulk ESS (BlackJAX) of the B indicator for MCMC; Kish ESS for BG "
-            "reweighted, with the Pareto k-hat of the log-weights beside it (pareto_khat; "
-            "BG stratified: the largest over strata; a note when k-hat > 0.7 or ESS/N < "
-            "0.1); between-run variance for SMC. ESS is undefined (null) when a chain "
-            "never leaves A.",
-            "wall_time_s excludes compilation (second run with warm caches); the machine may "
-            "be shared, so timings are noisy.",
-            "estimate ± error is p_B; delta_F is ΔF_B−A = −log(p_B/p_A) in kT with a delta-"
-            "method error (Geyer's MCSE of 1_B/p_B − 1_A/p_A for MCMC, weights for the BG); "
-            "MCMC rows note chains shorter than 50 tau and R-hat > 1.01.",
-        ],
-        "targets": {},
+        "machine": machine(), "notes": NOTES, "targets": {},
     }
+    seeds = list(range(args.seed, args.seed + args.seeds))
     for ti, name in enumerate(args.targets):
         print(f"[{name}] setting up", flush=True)
-        target, states, exact, start, settings, base, desc = make_problem(name)
+        problem = make_problem(name)
+        target, states, exact, start, settings, base, desc = problem
         policy = smp.BudgetPolicy(num_particles=16 if args.quick else 64)
-        k_t = jax.random.fold_in(key, ti)
-        k_flow, k_cmp, k_reach = jax.random.split(k_t, 3)
-        flow, train = None, None
-        if want_bg:
-            steps = args.steps or TRAINING[name][0]
-            batch_size = args.batch_size or TRAINING[name][1]
-            print(f"[{name}] training the flow: {steps} steps × {batch_size} samples "
-                  f"(reverse KL)", flush=True)
-            flow, train = train_flow(k_flow, target, base, args, steps, batch_size)
-            print(f"[{name}]   loss {train['final_loss_mean_last_10pct']:.3f} "
-                  f"(minimum −log Z = {train['minus_log_Z']:.3f}), "
-                  f"{train['train_time_s_incl_compile']:.1f} s", flush=True)
-        print(f"[{name}] comparing {len(args.methods)} methods at {args.budget:,} energy "
-              f"evaluations each", flush=True)
-        samplers = make_samplers(settings, args.methods, flow, states, args.quick)
-        rows = smp.compare_samplers(
-            k_cmp, target, dict(samplers.values()), energy_budget=args.budget,
-            num_chains=args.chains, flow_train_evals=train["num_energy_evals"] if train else 0,
-            flow_train_time=train["train_time_s_incl_compile"] if train else None,
-            states=states, exact={"observable": exact["p_B"],
-                                  "delta_F": exact["delta_F_B_minus_A"]},
-            initial_position=start, policy=policy,
-        )
-        for row, m in zip(rows, samplers, strict=True):
-            row["key"] = m
-        table = smp.render_comparison(rows, fmt="text")
-        print(table, flush=True)
         entry = {"description": desc, "exact": exact,
-                 "settings": {**settings, **dataclasses.asdict(policy)},
-                 "flow_training": train, "table": rows, "table_text": table}
-        if args.reach == "all" or args.reach == name:
-            print(f"[{name}] evaluations to reach se(ΔF) <= {args.se_target} kT within 3 se "
-                  f"(×{args.reach_factor:g} from {args.reach_start:,} to at most "
-                  f"{args.reach_cap:,})",
-                  flush=True)
-            entry["evals_to_reach"] = [
-                smp.evals_to_reach(
-                    jax.random.fold_in(k_reach, i), target, samplers[m][1], name=m,
-                    states=states, exact_delta_F=exact["delta_F_B_minus_A"],
-                    se_target=args.se_target, start_budget=args.reach_start,
-                    cap=args.reach_cap, num_chains=args.chains, factor=args.reach_factor,
-                    flow_train_evals=train["num_energy_evals"] if train else 0,
-                    initial_position=start, policy=policy,
-                )
-                for i, m in enumerate(args.methods)
-            ]
-            for r in entry["evals_to_reach"]:
-                what = (f"{r['total_energy_evals']:,} (sampling {r['sampling_energy_evals']:,}"
-                        f" + training {r['train_energy_evals']:,})" if r["reached"]
-                        else f"not reached within cap {r['cap']:,}")
-                print(f"    {r['method']:<20} {what}", flush=True)
+                 "settings": {**settings, **dataclasses.asdict(policy)}, "per_seed": []}
         results["targets"][name] = entry
-        write_json(args.out / "results.json", results)  # partial results survive a crash
-
+        for seed in seeds:
+            entry["per_seed"].append(run_seed(name, ti, seed, args, problem))
+            _finish(entry)
+            write_json(args.out / "results.json", results)  # partial results survive a crash
     results["total_time_s"] = time.perf_counter() - t_start
     write_json(args.out / "results.json", results)
     make_figure(args.out, results)
@@ -318,56 +456,82 @@ def main(argv=None):
     return results
 
 
+def _finish(entry: dict) -> None:
+    """The first seed's table and reach list at the top (one seed: as they were), and the
+    summary over seeds."""
+    first = entry["per_seed"][0]
+    entry["flow_training"], entry["table"] = first["flow_training"], first["table"]
+    entry["table_text"] = first["table_text"]
+    if "evals_to_reach" in first:
+        entry["evals_to_reach"] = first["evals_to_reach"]
+        entry.update(summarise(entry["per_seed"]))
+        print(render_summary(entry), flush=True)
+
+
+def render_summary(entry: dict) -> str:
+    lines = ["evaluations to reach, training included, over seeds:"]
+    for r in entry["reach_over_seeds"]:
+        med = f"{r['median']:,.0f}" if r["median"] else f"> {r['cap']:,}"
+        span = f"{r['min']:,}–{r['max']:,}" if r["min"] else "—"
+        lines.append(f"  {r['method']:<20} median {med:>12}  min–max {span:>22}  "
+                     f"not reached {r['not_reached']}/{len(r['totals'])} (cap {r['cap']:,})")
+    for x in entry["reach_ratio"]:
+        lo, hi = x["interval_95"]
+        lines.append(f"  {x['mcmc']} / {x['bg']}: {x['median_ratio']:.0f}× (95% {lo:.0f}–"
+                     f"{hi:.0f}; per seed {_ratio(x['per_seed_min'])}–{_ratio(x['per_seed_max'])})")
+    return "\n".join(lines)
+
+
+def _ratio(v) -> str:
+    return "—" if v is None else f"{v:.0f}×"
+
+
+def merge(paths: list[Path], out: Path) -> dict:
+    """One results.json from several runs: per target, each seed's table rows and reach
+    entries joined (a method run twice for a seed: the later file wins), then summarised."""
+    import json
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    results = {"config": {**runs[0]["config"], "merged_from": [str(p) for p in paths]},
+               "configs": [r["config"] for r in runs], "machine": machine(), "notes": NOTES,
+               "targets": {}}
+    for run in runs:
+        for name, e in run["targets"].items():
+            entry = results["targets"].setdefault(name, {
+                "description": e["description"], "exact": e["exact"], "settings": e["settings"],
+                "per_seed": []})
+            for s in e["per_seed"]:
+                mine = next((x for x in entry["per_seed"] if x["seed"] == s["seed"]), None)
+                if mine is None:
+                    entry["per_seed"].append(s)
+                    continue
+                keys = {r["key"] for r in s["table"]}
+                mine["table"] = [r for r in mine["table"] if r["key"] not in keys] + s["table"]
+                reach = {r["method"] for r in s.get("evals_to_reach", [])}
+                mine["evals_to_reach"] = [r for r in mine.get("evals_to_reach", [])
+                                          if r["method"] not in reach] + s.get("evals_to_reach",
+                                                                               [])
+                mine["flow_training"] = mine["flow_training"] or s["flow_training"]
+    for entry in results["targets"].values():
+        entry["per_seed"].sort(key=lambda s: s["seed"])
+        for s in entry["per_seed"]:
+            order = {m: i for i, m in enumerate(DEFAULT_METHODS)}
+            s["table"].sort(key=lambda r: order[r["key"]])
+            s["table_text"] = smp.render_comparison(s["table"], fmt="text")
+            s.get("evals_to_reach", []).sort(key=lambda r: order[r["method"]])
+        _finish(entry)
+    write_json(out / "results.json", results)
+    make_figure(out, results)
+    return results
+
+
 def make_figure(out: Path, results: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    targets = list(results["targets"])
-    methods = [m for m in DEFAULT_METHODS
-               if any(r["key"] == m for n in targets for r in results["targets"][n]["table"])]
-    width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(2.2 + 2.6 * len(targets), 4.2))
-    colors = plt.get_cmap("tab10")
-    vals = [r["ess_per_1k_evals"] for n in targets for r in results["targets"][n]["table"]
-            if r.get("ess_per_1k_evals")]
-    floor = 10 ** math.floor(math.log10(min(vals))) / 10 if vals else 1e-3
-    for j, m in enumerate(methods):
-        for i, name in enumerate(targets):
-            row = next((r for r in results["targets"][name]["table"] if r["key"] == m), None)
-            if row is None:
-                continue
-            xpos = i - 0.4 + (j + 0.5) * width
-            v = row.get("ess_per_1k_evals")
-            if not v:
-                ax.plot([xpos], [floor * 1.5], marker="x", color=colors(j), ms=7)
-                continue
-            ax.bar(xpos, v, width, color=colors(j))
-            tot = row.get("ess_per_1k_total_evals")
-            if row.get("train_energy_evals") and tot:
-                ax.bar(xpos, tot, width * 0.5, color="none", edgecolor="k", hatch="///", lw=0.6)
-            d = row.get("delta_F") or {}
-            z = d.get("z_score")
-            if z is None or abs(z) > 3:  # estimate off by > 3 se, or no error bar
-                ax.text(xpos, v * 1.15, "!", ha="center", va="bottom", fontsize=9,
-                        color="crimson")
-    handles = [Patch(color=colors(j), label=m) for j, m in enumerate(methods)]
-    ax.set_yscale("log")
-    ax.set_ylim(floor, (max(vals) if vals else 1.0) * 100)
-    ax.set_xticks(range(len(targets)))
-    ax.set_xticklabels(targets)
-    ax.set_ylabel("ESS per 1000 energy evaluations")
-    budget = results["config"]["budget"]
-    ax.set_title(f"same sampling budget ({budget:,} evaluations); hatched: BG incl. training;\n"
-                 "×: ESS 0 or undefined (B never visited); !: ΔF off by > 3 se or no error",
-                 fontsize=9)
-    ax.legend(handles=handles, fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"ess_per_1k_evals.{ext}", dpi=130)
-    plt.close(fig)
+    """ESS per 1000 evaluations per target and, where searched, the evaluations to reach:
+    every seed shown (:func:`comparison_figure`)."""
+    tables = {n: [s["table"] for s in e["per_seed"]] for n, e in results["targets"].items()}
+    reach = {n: [{**r, "method": r["label"]} for r in e.get("reach_over_seeds", [])]
+             for n, e in results["targets"].items()}
+    comparison_figure(out / "ess_per_1k_evals", tables, reach)
 
 
 if __name__ == "__main__":

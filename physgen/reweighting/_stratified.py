@@ -19,6 +19,8 @@ class StratifiedEstimate(NamedTuple):
     - ``mean``: ``Ê_p[f] = Σ_S P̂_S Ê_{p|S}[f]`` with ``P̂_S = Ẑ_S / Σ_T Ẑ_T``;
       ``mean_var`` its delta-method variance; ``f_var`` the estimate of ``Var_p(f)`` (so
       ``f_var / mean_var`` is a variance-equivalent ESS). ``nan`` without ``values``.
+    - ``ess`` ``(K,)``: Kish's ESS ``(Σ w)²/Σ w²`` of each stratum's weights (0 for a
+      stratum without weighted draws).
     """
 
     log_Z: np.ndarray
@@ -26,6 +28,7 @@ class StratifiedEstimate(NamedTuple):
     mean: float
     mean_var: float
     f_var: float
+    ess: np.ndarray
 
     def free_energy_difference(self, a: int, b: int) -> tuple[float, float]:
         """``ΔF_{b−a} = −log(Ẑ_b/Ẑ_a)`` in kT and its standard error."""
@@ -92,9 +95,11 @@ def stratified_estimate(
     w = np.exp(log_w - shift)
     present = [k for k in range(num_strata) if np.any(lab == k)]
     log_z, var_log_w, o_mean, o_cov = {}, {}, {}, {}
+    ess = np.zeros(num_strata)
     for k in present:
         wk, ok = w[lab == k], o[lab == k]
         m = wk.mean()
+        ess[k] = wk.sum() ** 2 / np.sum(wk**2)
         log_z[k] = math.log(counts[k] / M) + math.log(m) + shift
         var_log_w[k] = float(wk.var(ddof=1) / (wk.size * m * m)) if wk.size > 1 else math.inf
         o_mean[k] = float(np.sum(wk * ok) / np.sum(wk))
@@ -122,4 +127,4 @@ def stratified_estimate(
     cov_all[np.ix_(present, present)] = cov
     if values is None:
         est = var = o_var = math.nan
-    return StratifiedEstimate(log_z_all, cov_all, est, var, o_var)
+    return StratifiedEstimate(log_z_all, cov_all, est, var, o_var, ess)

@@ -188,7 +188,8 @@ class WeightedSamples(NamedTuple):
     carry ``strata`` ``(N,)`` (the stratum index of each draw) and ``pool_counts`` ``(K,)``
     (members of each stratum among all ``M`` draws of ``q`` that were sorted into strata);
     both are ``None`` otherwise. ``num_energy_evals`` (one per weighted draw) and
-    ``num_flow_evals`` (every draw of ``q`` and every ``log q``) are exact.
+    ``num_flow_evals`` (every draw of ``q`` and every ``log q``) are exact. ``info``: what
+    the sampler reports about how it drew them (stratified: pool size, counts, shortfalls).
     """
 
     positions: Any
@@ -197,6 +198,7 @@ class WeightedSamples(NamedTuple):
     pool_counts: Any
     num_energy_evals: int
     num_flow_evals: int
+    info: dict | None = None
 
 
 class AbstractImportanceSampler(AbstractProposalSampler):

@@ -225,14 +225,9 @@ def _run_particles(key, sampler, target, budget, policy) -> BudgetRun:
 
 def _run_weighted(key, sampler, target, budget) -> BudgetRun:
     ws = sampler.sample(key, target, budget)
-    info = {}
-    if ws.strata is not None:
-        counts = np.asarray(ws.pool_counts)
-        info = {"pool": int(counts.sum()), "pool_counts": counts.tolist(),
-                "weighted_counts": np.bincount(ws.strata, minlength=counts.size).tolist()}
     return BudgetRun(ws.positions, ws.num_energy_evals, 0, ws.num_flow_evals,
                      log_w=ws.log_w, strata=ws.strata, pool_counts=ws.pool_counts,
-                     info=info)
+                     info=dict(ws.info or {}))
 
 
 def _check_sampler(sampler, name="sampler") -> None:
@@ -324,11 +319,12 @@ def _stratified(run: BudgetRun, observable) -> dict:
     counts = np.asarray(run.pool_counts, dtype=np.float64)
     lab, log_w = np.asarray(run.strata), np.asarray(run.log_w)
     khats = [_to_float(rw.pareto_khat(jnp.asarray(log_w[lab == k])))
-             for k in range(len(counts)) if np.sum(lab == k) >= 25]
-    khats = [k for k in khats if k is not None]
+             if np.sum(lab == k) >= 25 else None for k in range(len(counts))]
+    known = [k for k in khats if k is not None]
     return {"estimate": s.mean, "error": math.sqrt(max(s.mean_var, 0.0)), "ess": ess,
             "num_samples": n, "ess_fraction": None if ess is None else ess / n,
-            "pareto_khat": max(khats) if khats else None,
+            "pareto_khat": max(known) if known else None,
+            "stratum_ess": s.ess.tolist(), "stratum_khat": khats,
             "delta_F": {"value": value, "stderr": stderr},
             "fraction_of_samples_in_B": float(counts[1] / counts.sum())}
 
@@ -358,7 +354,8 @@ def estimate_run(run: BudgetRun, observable: Callable[[Array], Array],
     :func:`~physgen.reweighting.weight_diagnostics` found), ``rhat`` (chains: BlackJAX's
     rank-normalised split R̂ of the observable), ``delta_F`` (``value,
     stderr``), ``chains_visiting_B``, ``num_chains`` and ``fraction_of_samples_in_B``.
-    Stratified draws take ``ΔF`` between their first two strata.
+    Stratified draws take ``ΔF`` between their first two strata and add ``stratum_ess``
+    (Kish, per stratum) and ``stratum_khat`` (``None`` below 25 draws).
     """
     if run.strata is not None:
         return _stratified(run, observable)
@@ -522,7 +519,7 @@ def compare_samplers(
             note=_note(est, run, short),
         )
         for k in ("ess_fraction", "rhat", "chains_visiting_B", "num_chains",
-                  "fraction_of_samples_in_B"):
+                  "fraction_of_samples_in_B", "stratum_ess", "stratum_khat"):
             if k in est:
                 row[k] = est[k]
         if "delta_F" in est:
@@ -551,6 +548,8 @@ def _note(est: dict, run: BudgetRun, short_chains: bool = False) -> str:
         notes.append(f"no {unit[:-1]} visited B")
     elif "chains_visiting_B" in est and est["chains_visiting_B"] < est["num_chains"]:
         notes.append(f"{est['chains_visiting_B']} of {est['num_chains']} {unit} visited B")
+    for stratum, lack in ((run.info or {}).get("short") or {}).items():
+        notes.append(f"pool at max_pool_size: stratum {stratum} short by {lack:,} members")
     plain_is = run.log_w is not None and run.strata is None
     if plain_is and est.get("fraction_of_samples_in_B", 1.0) == 0:
         notes.append("no flow sample in B")
@@ -639,6 +638,7 @@ def evals_to_reach(
     start_budget: int = 4_000,
     cap: int = 2_000_000,
     factor: float = 2.0,
+    consecutive: int = 2,
     num_chains: int = 8,
     flow_train_evals: int = 0,
     initial_position: Array | None = None,
@@ -648,21 +648,27 @@ def evals_to_reach(
     """Energy evaluations ``sampler`` needs for ``se(ΔF_{B−A}) ≤ se_target`` (kT) with
     ``|ΔF̂ − ΔF_exact| ≤ max_abs_z · se``.
 
-    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget`` until
-    both hold or the budget would exceed ``cap`` (then ``reached = False``: "not reached
-    within cap"). A budget whose chains are shorter than their autocorrelation window (the
-    MCSE is then underestimated) does not count as reached. Each budget is a fresh run (key
-    ``fold_in(key, budget)``), so the answer is the first budget of this sequence that
-    succeeds for one seed: resolution a factor ``factor``, and noisy. A proposal sampler's
-    training evaluations ``flow_train_evals`` are added to ``total_energy_evals``.
+    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget``. The
+    stopping rule, so that one lucky budget cannot satisfy it: the criterion must hold at
+    ``consecutive`` (default 2) consecutive budgets, each a fresh run (key ``fold_in(key,
+    budget)``); the answer is the evaluations of the last of them, where the search stops.
+    A budget whose chains are shorter than their autocorrelation window (the MCSE is then
+    underestimated) does not meet the criterion. When the next budget would exceed ``cap``
+    before the rule holds, ``reached = False`` ("not reached within cap"). The answer is
+    for one seed, with resolution a factor ``factor``; repeat over seeds for its spread. A
+    proposal sampler's training evaluations ``flow_train_evals`` are added to
+    ``total_energy_evals``.
 
     Returns ``{method, reached, sampling_energy_evals, train_energy_evals,
-    total_energy_evals, cap, se_target, max_abs_z, history}`` (``method``: ``name``, default
-    the sampler's class name) with one history entry per budget tried (``budget,
-    energy_evals, delta_F, stderr, z_score``).
+    total_energy_evals, cap, se_target, max_abs_z, consecutive, history}`` (``method``:
+    ``name``, default the sampler's class name) with one history entry per budget tried
+    (``budget, energy_evals, delta_F, stderr, z_score, meets_criterion``, and for
+    stratified draws ``pool``, ``weighted_counts`` and ``short``).
     """
     if not factor > 1:
         raise ValueError(f"evals_to_reach needs factor > 1, got {factor}")
+    if not isinstance(consecutive, (int, np.integer)) or consecutive < 1:
+        raise ValueError(f"consecutive must be an integer >= 1, got {consecutive!r}")
     _check_sampler(sampler)
     _check_states(states, required=True)
     method = name or type(sampler).__name__
@@ -670,26 +676,31 @@ def evals_to_reach(
     train, _ = _train_cost(sampler, flow_train_evals, None)
     history = []
     budget = int(start_budget)
-    reached = None
+    reached, streak = None, 0
     while budget <= cap:
         try:
             run = run_with_budget(jax.random.fold_in(key, budget), sampler, target, budget,
                                   num_chains=num_chains, initial_position=initial_position,
                                   policy=policy)
         except BudgetTooSmall:
-            budget = _grow(budget, factor)
+            budget, streak = _grow(budget, factor), 0
             continue
         est, short = _estimate_quietly(run, states[1], states)
         d = est["delta_F"]
         z = _z(d["value"], d["stderr"], exact_delta_F)
         ok = (math.isfinite(d["stderr"]) and d["stderr"] <= se_target and z is not None
               and abs(z) <= max_abs_z and not short)
-        history.append({"budget": budget, "energy_evals": run.num_energy_evals,
-                        "delta_F": _to_float(d["value"]), "stderr": _to_float(d["stderr"]),
-                        "z_score": z, "error_underestimated_short_chains": short})
+        streak = streak + 1 if ok else 0
+        entry = {"budget": budget, "energy_evals": run.num_energy_evals,
+                 "delta_F": _to_float(d["value"]), "stderr": _to_float(d["stderr"]),
+                 "z_score": z, "meets_criterion": bool(ok),
+                 "error_underestimated_short_chains": short}
+        info = run.info or {}
+        entry.update({k: info[k] for k in ("pool", "weighted_counts", "short") if k in info})
+        history.append(entry)
         log(f"    {method:<20} budget {budget:>10,}: ΔF {_fmt(d['value'])} ± "
-            f"{_fmt(d['stderr'])} (z {_fmt(z, 3)}){'  reached' if ok else ''}")
-        if ok:
+            f"{_fmt(d['stderr'])} (z {_fmt(z, 3)}){f'  criterion met ({streak})' if ok else ''}")
+        if streak >= consecutive:
             reached = run.num_energy_evals
             break
         budget = _grow(budget, factor)
@@ -702,5 +713,6 @@ def evals_to_reach(
         "cap": cap,
         "se_target": se_target,
         "max_abs_z": max_abs_z,
+        "consecutive": int(consecutive),
         "history": history,
     }
