@@ -287,7 +287,10 @@ def test_a_real_ctrl_c_ends_fit_with_its_message_and_a_resumable_checkpoint(tmp_
     import time
     from pathlib import Path
 
+    # the first line makes Ctrl-C raise KeyboardInterrupt as it does in a terminal: a parent
+    # that ignores SIGINT (a background job, a test worker) passes SIG_IGN on to the child
     code = """
+import signal; signal.signal(signal.SIGINT, signal.default_int_handler)
 import sys
 import jax, jax.numpy as jnp, optax
 import physgen
@@ -309,17 +312,8 @@ physgen.fit(jax.random.key(0), DiagNormal(jnp.zeros(2), jnp.ones(2)), MaximumLik
         while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.3)
-        # Python drops a KeyboardInterrupt raised inside a finaliser or weakref callback
-        # ("Exception ignored in ..."), as it would a user's first Ctrl-C: press again
-        for _ in range(20):
-            proc.send_signal(signal.SIGINT)
-            try:
-                _, err = proc.communicate(timeout=5)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
-            raise AssertionError("fit did not stop on 20 SIGINTs")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
