@@ -29,7 +29,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     CONTINUOUS,
-    comparison_figure,
     continuous_model,
     estimate_dict,
     machine,
@@ -39,6 +38,7 @@ from _common import (  # noqa: E402
     weights_dict,
     write_json,
 )
+from _comparison_figure import comparison_figure  # noqa: E402
 
 import physgen  # noqa: E402
 from physgen import reweighting as rw, samplers as smp  # noqa: E402

@@ -1,6 +1,11 @@
 """Shared test fixtures: float64, one run of each experiment's --quick for the whole session
 (all workers), a persistent compilation cache, and a memory-map guard.
 
+Most programs of the suite run once or a few times on tiny inputs, so compiling them costs
+more than running them: the suite runs with JAX's ``jax_disable_most_optimizations`` (XLA's
+optimisation passes off; the same numbers to float rounding), inherited by every experiment
+subprocess. ``PHYSGEN_TEST_OPTIMIZE=1`` runs it with them.
+
 The compilation cache: XLA executables are written to one temporary folder for the session
 and read back by every worker and every experiment subprocess, so a function compiled once is
 not compiled again elsewhere (JAX's persistent cache; a new folder per session, removed at
@@ -31,7 +36,16 @@ def _use_compilation_cache(path: str) -> None:
                       float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
+def _fast_compilation() -> None:
+    if os.environ.get("PHYSGEN_TEST_OPTIMIZE") == "1":
+        return
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    jax.config.update("jax_disable_most_optimizations",
+                      os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] not in ("0", "false"))
+
+
 def pytest_configure(config):
+    _fast_compilation()
     # the controller makes the folder before it starts the workers, which inherit it
     if _CACHE_ENV not in os.environ:
         config._physgen_cache = tempfile.mkdtemp(prefix="physgen-jax-cache-")

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import physgen
-from physgen import reweighting as rw
+from physgen import reweighting as rw, samplers as smp
 from physgen.distributions import DiagNormal
 from physgen.flows import neural_spline_flow
 from physgen.objectives import ReverseKL
@@ -51,7 +51,7 @@ P_A, P_B = _cdf(0.5), 1 - _cdf(1.5)
 
 def test_quick_benchmark_writes_one_row_per_method_per_target(quick_run):
     """The paper's quick run (double well; HMC, PT and both importance samplers; the
-    evaluations to reach se(ΔF) = 0.05 kT up to 8,000): every row on the same budget."""
+    evaluations to reach se(ΔF) = 0.05 kT up to 4,000): every row on the same budget."""
     out = quick_run("ess_per_evaluation")
     on_disk = json.loads((out / "results.json").read_text())
     chosen = on_disk["config"]["methods"]
@@ -74,7 +74,7 @@ def test_quick_benchmark_writes_one_row_per_method_per_target(quick_run):
         reach = {e["method"]: e for e in entry["evals_to_reach"]}
         assert set(reach) == set(chosen)
         for e in reach.values():  # reached, or not within the cap, never beyond it
-            assert (e["sampling_energy_evals"] or 0) <= e["cap"] == 8000
+            assert (e["sampling_energy_evals"] or 0) <= e["cap"] == 4000
     for ext in ("png", "pdf"):
         assert (out / f"ess_per_1k_evals.{ext}").stat().st_size > 0
 
@@ -90,9 +90,13 @@ def test_summary_over_seeds_counts_failures_and_bootstraps_the_ratio():
                 "sampling_energy_evals": total, "train_energy_evals": 0, "cap": 6_000_000,
                 "se_target": 0.05}
 
-    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", p), reach(
+    def summarise(per_seed):
+        return smp.reach_over_seeds(per_seed, methods=("HMC", "PT", "BG stratified"),
+                                    proposals={"BG stratified"})
+
+    per_seed = [{"seed": i, "evals_to_reach": [reach("PT", p), reach(
         "BG stratified", b)]} for i, (p, b) in enumerate(zip(pt, bg, strict=True))]
-    out = ess_per_evaluation.summarise(per_seed)
+    out = summarise(per_seed)
     by = {r["method"]: r for r in out["reach_over_seeds"]}
     assert by["PT"]["median"] == 2_100_000 and by["PT"]["not_reached"] == 1
     assert (by["PT"]["min"], by["PT"]["max"]) == (1_700_000, 2_100_000)
@@ -105,10 +109,15 @@ def test_summary_over_seeds_counts_failures_and_bootstraps_the_ratio():
     assert best["per_seed_min"] == pytest.approx(1_800_000 / 50_000)
     assert best["per_seed_max"] == pytest.approx(2_100_000 / 9_000)
     # most seeds unreached: no median, no ratio
-    per_seed = [{"seed": i, "table": [], "evals_to_reach": [reach("PT", 2_000_000), reach(
+    text = smp.render_reach(out)
+    assert "PT / BG stratified: 191×" in text and "not reached 1/5" in text
+    # most seeds unreached: no median, no ratio
+    per_seed = [{"seed": i, "evals_to_reach": [reach("PT", 2_000_000), reach(
         "BG stratified", None if i else 9_000)]} for i in range(3)]
-    out = ess_per_evaluation.summarise(per_seed)
+    out = summarise(per_seed)
     assert out["reach_over_seeds"][1]["median"] is None and out["best_reach_ratio"] is None
+    with pytest.raises(ValueError, match=r"\['NUTS'\] are not in methods"):
+        summarise([{"seed": 0, "evals_to_reach": [reach("NUTS", 1)]}])
 
 
 def test_trapped_hmc_vs_reweighted_boltzmann_generator():

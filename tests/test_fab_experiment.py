@@ -80,8 +80,10 @@ def test_segments_continue_one_run_with_its_schedule():
     assert mod.optimizer(mod.parse_args(["--lr", "0.01"]), 100) is None
 
 
-@pytest.mark.parametrize("flow", ["spline", "realnvp"])
-def test_gmm40_quick_with_either_flow(tmp_path, flow):
+def test_gmm40_quick_with_the_affine_flow(tmp_path):
+    """The 40-mode mixture with RealNVP couplings (the many-well quick run shared with the
+    paper test trains the spline flow)."""
+    flow = "realnvp"
     r = _load().main(["--quick", "--target", "gmm40", "--methods", "fab_buffer", "--flow", flow,
                       "--out", str(tmp_path)])
     assert r["exact_log_Z"] == 0.0 and r["settings"]["flow"] == flow

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "paper"))
 
+import _tex  # noqa: E402
 import reproduce  # noqa: E402
 
 MAIN = (ROOT / "paper" / "main.tex").read_text()
@@ -21,11 +22,11 @@ def _strip_comments(tex: str) -> str:
 
 
 def test_number_formatting():
-    assert reproduce.pm(3.38496, 0.00886) == r"\ensuremath{3.3850 \pm 0.0089}"
-    assert reproduce.pm(11.02051, 0.00008) == r"\ensuremath{11.020510 \pm 0.000080}"
-    assert reproduce.num(float("inf")) == r"\ensuremath{\infty}"
-    assert reproduce.num(None) == "--"
-    assert reproduce.integer(2_047_928) == r"2\,047\,928"
+    assert _tex.pm(3.38496, 0.00886) == r"\ensuremath{3.3850 \pm 0.0089}"
+    assert _tex.pm(11.02051, 0.00008) == r"\ensuremath{11.020510 \pm 0.000080}"
+    assert _tex.num(float("inf")) == r"\ensuremath{\infty}"
+    assert _tex.num(None) == "--"
+    assert _tex.integer(2_047_928) == r"2\,047\,928"
     with pytest.raises(ValueError, match="letters only"):
         reproduce.write_numbers({"bad_name": "1"}, Path("unused"))
 

@@ -230,14 +230,15 @@ def test_cnf_log_det_is_that_of_the_map_on_the_subspace(x64):
 
 
 # ------------------------------------------------------------------ equivariant OT
-def test_equivariant_ot_never_increases_the_transport_cost(x64):
+@pytest.mark.parametrize("batch_cost", ["aligned", "radial"])
+def test_equivariant_ot_never_increases_the_transport_cost(x64, batch_cost):
     rng = np.random.default_rng(8)
     for n, d, b in [(4, 2, 16), (13, 3, 8), (5, 1, 6)]:
         x0 = remove_mean(jnp.asarray(rng.normal(size=(b, n, d))))
         x1 = remove_mean(jnp.asarray(rng.normal(scale=2.0, size=(b, n, d)) + 1.0))
         plain = float(jnp.sum((x1 - x0) ** 2))
         aligned = align_particles(x0, x1)
-        paired0, coupled = equivariant_ot_coupling(x0, x1)
+        paired0, coupled = equivariant_ot_coupling(x0, x1, batch_cost=batch_cost)
         c_aligned = float(jnp.sum((aligned - x0) ** 2))
         c_coupled = float(jnp.sum((coupled - paired0) ** 2))
         assert c_coupled <= c_aligned + 1e-9 and c_aligned <= plain + 1e-9
@@ -250,6 +251,23 @@ def test_equivariant_ot_never_increases_the_transport_cost(x64):
         match = [int(np.argmin(np.abs(dist_in - row).sum(1))) for row in dist_out]
         assert sorted(match) == list(range(b))
         np.testing.assert_allclose(dist_out, dist_in[match], atol=1e-10)
+
+
+def test_radial_batch_cost_bounds_the_aligned_cost_from_below(x64):
+    """The cheap re-pairing cost is a group-invariant lower bound of the aligned one."""
+    from physgen.flow_matching._equivariant import _aligned_cost, _radial_cost
+
+    rng = np.random.default_rng(11)
+    x0 = np.asarray(remove_mean(jnp.asarray(rng.normal(size=(6, 7, 3)))))
+    x1 = np.asarray(remove_mean(jnp.asarray(rng.normal(scale=1.5, size=(5, 7, 3)))))
+    radial, aligned = _radial_cost(x0, x1), _aligned_cost(x0, x1, True, True)
+    assert radial.shape == aligned.shape == (6, 5)
+    assert np.all(radial <= aligned + 1e-12) and np.all(radial > 0)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    moved = x1[:, rng.permutation(7)] @ q
+    np.testing.assert_allclose(_radial_cost(x0, moved), radial, rtol=1e-12)
+    with pytest.raises(ValueError, match="batch_cost must be one of"):
+        equivariant_ot_coupling(jnp.asarray(x0), jnp.asarray(x0), batch_cost="sorted")
 
 
 def test_alignment_steps_are_optimal_on_their_own(x64):

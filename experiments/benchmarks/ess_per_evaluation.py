@@ -37,25 +37,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import comparison_figure, machine, write_json  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, write_json  # noqa: E402
+from _comparison_figure import comparison_figure  # noqa: E402
+from _problems import make_problem, make_samplers  # noqa: E402
 
 import physgen  # noqa: E402
-from physgen import reweighting as rw, samplers as smp  # noqa: E402
-from physgen.distributions import DiagNormal  # noqa: E402
+from physgen import samplers as smp  # noqa: E402
 from physgen.flows import neural_spline_flow  # noqa: E402
 from physgen.objectives import ReverseKL  # noqa: E402
-from physgen.targets import DoubleWell, GaussianMixture, ManyWell  # noqa: E402
 
 TARGETS = ("double_well", "gmm", "many_well")
 MCMC_METHODS = ("HMC", "NUTS", "MALA", "PT", "SMC")
@@ -131,109 +130,6 @@ def parse_args(argv=None):
         args.reach_factor = args.reach_factor or 2.0
     args.reach = args.reach or "double_well"
     return args
-
-
-# ----------------------------------------------------------------------------- targets
-def _gmm_target():
-    """Three Gaussians (σ = 0.5) at mutual distances ≈ 5: barriers of ~12 kT; weights
-    0.5 / 0.3 / 0.2. States: A = the region where component 0 is most responsible, B = the
-    same for component 1 (the third mode belongs to neither)."""
-    means = np.array([[-2.5, -1.0], [2.5, -1.0], [0.0, 3.0]])
-    return GaussianMixture(means, 0.5, weights=np.array([0.5, 0.3, 0.2]))
-
-
-def _gmm_exact(target, states, half_width=8.0, n=1601):
-    """``p_A``, ``p_B`` by a 2-D trapezoid-free Riemann sum on a fine grid (the density is
-    normalised and negligible at the edges; error far below 1e-6)."""
-    g = np.linspace(-half_width, half_width, n)
-    xx, yy = np.meshgrid(g, g, indexing="ij")
-    pts = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], -1))
-    dens = np.exp(-np.asarray(jax.vmap(target.energy)(pts), dtype=np.float64))
-    cell = (g[1] - g[0]) ** 2
-    in_a = np.asarray(states[0](pts))
-    in_b = np.asarray(states[1](pts))
-    total = dens.sum() * cell
-    p_a, p_b = dens[in_a].sum() * cell / total, dens[in_b].sum() * cell / total
-    return {"p_A": float(p_a), "p_B": float(p_b), "delta_F_B_minus_A": -math.log(p_b / p_a),
-            "quadrature_total_mass": float(total)}
-
-
-def make_samplers(cfg: dict, methods, flow, states, quick: bool,
-                  max_pool: int = 1 << 26) -> dict:
-    """``{method: (label, sampler)}`` for the chosen methods. ``cfg``: ``step_size`` (start of
-    the adapted HMC/NUTS/MALA, fixed in the tempered inner HMC), ``pt_replicas``,
-    ``pt_beta_min``, ``smc_reference_scale``; HMC takes 10 leapfrog steps, the tempered
-    inner HMC 5, SMC 4 moves per tempering step."""
-    s, k, b = cfg["step_size"], cfg["pt_replicas"], cfg["pt_beta_min"]
-    inner = smp.HMC(s, 5, adapt=False)
-    make = {
-        "HMC": lambda: ("HMC (L=10, adapted)", smp.HMC(s, 10)),
-        "NUTS": lambda: ("NUTS (adapted)", smp.NUTS(s)),
-        "MALA": lambda: ("MALA (adapted)", smp.MALA(s)),
-        "PT": lambda: (f"PT (HMC, K={k}, β_min={b:g})",
-                       smp.ParallelTempering(inner, smp.geometric_ladder(k, b))),
-        "SMC": lambda: ("tempered SMC (HMC, 4 moves)", smp.TemperedSMC(
-            inner, num_mcmc_steps=4, reference_scale=cfg["smc_reference_scale"])),
-        "BG reweighted": lambda: ("BG reweighted", smp.ImportanceSampler(flow)),
-        "BG stratified": lambda: ("BG stratified", smp.StratifiedImportanceSampler(
-            flow, states, pool_size=1 << 16 if quick else 1 << 20,
-            max_pool_size=min(max_pool, 1 << 20) if quick else max_pool)),
-        "BG as IMH proposal": lambda: ("BG as IMH proposal",
-                                       smp.FlowIndependenceMetropolis(flow)),
-    }
-    return {m: make[m]() for m in methods}
-
-
-def make_problem(name: str):
-    """``(target, states, exact, start, sampler settings, flow_base, description)``."""
-    if name == "double_well":
-        t = DoubleWell(dim=2)
-        ref = t.references()
-        states = (t.state_indicator_A, t.state_indicator_B)
-        exact = {"p_A": ref["p_A"], "p_B": ref["p_B"],
-                 "delta_F_B_minus_A": ref["delta_F_B_minus_A"]}
-        start = jnp.array([ref["minimum_A_x1"], 0.0])
-        settings = dict(step_size=0.1, pt_replicas=6, pt_beta_min=0.1, smc_reference_scale=3.0)
-        desc = ("DoubleWell(dim=2), a4,a2,a1,k = 1,6,1,1; A: x1<0, B: x1>0; barrier from A "
-                f"{ref['barrier_height_from_A']:.2f} kT")
-        return t, states, exact, start, settings, None, desc
-    if name == "gmm":
-        t = _gmm_target()
-        comp = jax.vmap(t.component_index)
-
-        def in_a(x):
-            return comp(x.reshape(-1, 2)).reshape(x.shape[:-1]) == 0
-
-        def in_b(x):
-            return comp(x.reshape(-1, 2)).reshape(x.shape[:-1]) == 1
-
-        states = (in_a, in_b)
-        exact = _gmm_exact(t, states)
-        start = jnp.asarray(t.means[0])
-        settings = dict(step_size=0.1, pt_replicas=8, pt_beta_min=0.05, smc_reference_scale=4.0)
-        base = DiagNormal(jnp.zeros(2), 2.5 * jnp.ones(2))
-        desc = ("GaussianMixture: 3 modes, σ=0.5, weights 0.5/0.3/0.2; A: mode 0, B: mode 1 "
-                "(most responsible component)")
-        return t, states, exact, start, settings, base, desc
-    if name == "many_well":
-        t = ManyWell(dim=8)
-        ref = t.references()
-
-        def in_a(x):
-            return x[..., 0] < 0
-
-        def in_b(x):
-            return x[..., 0] > 0
-
-        states = (in_a, in_b)
-        p_b = ref["p_x_positive"]
-        exact = {"p_A": 1.0 - p_b, "p_B": p_b, "delta_F_B_minus_A": -math.log(p_b / (1 - p_b))}
-        start = t.mode_centres()[0]  # every pair in its left well
-        settings = dict(step_size=0.1, pt_replicas=6, pt_beta_min=0.1, smc_reference_scale=3.0)
-        desc = ("ManyWell(dim=8): 16 modes; A: x0<0, B: x0>0 (first pair); chains start in "
-                "the all-left mode")
-        return t, states, exact, start, settings, None, desc
-    raise ValueError(name)
 
 
 # ----------------------------------------------------------------------------- flow
@@ -352,65 +248,12 @@ def run_seed(name: str, ti: int, seed: int, args, problem) -> dict:
     return entry
 
 
-def _median_above_cap(totals: list) -> float:
-    """Median with the seeds that did not reach counted as above the cap (``inf``)."""
-    return float(np.median([math.inf if t is None else t for t in totals]))
-
-
-def _boot_medians(key, totals: list) -> np.ndarray:
-    x = jnp.asarray([math.inf if t is None else float(t) for t in totals])
-    return np.asarray(rw.bootstrap(key, jnp.median, x, n_boot=BOOTSTRAP_RESAMPLES))
-
-
 def summarise(per_seed: list[dict], key=None) -> dict:
-    """Evaluations to reach over seeds per method, the ratio of the best crossing MCMC
-    method to each BG method, and each seed's ESS and k̂ of the BG weights (see NOTES)."""
-    key = jax.random.key(0) if key is None else key
-    methods = {}
-    for e in per_seed:
-        for r in e.get("evals_to_reach", []):
-            methods.setdefault(r["method"], []).append((e["seed"], r))
-    reach = []
-    for m in [m for m in DEFAULT_METHODS if m in methods]:
-        seeds = [s for s, _ in methods[m]]
-        runs = [r for _, r in methods[m]]
-        totals = [r["total_energy_evals"] if r["reached"] else None for r in runs]
-        got = [t for t in totals if t is not None]
-        med = _median_above_cap(totals)
-        reach.append({
-            "method": m, "label": runs[0].get("label", m), "seeds": seeds, "totals": totals,
-            "sampling": [r["sampling_energy_evals"] for r in runs],
-            "train": [r["train_energy_evals"] for r in runs],
-            "reached": len(got), "not_reached": len(totals) - len(got),
-            "median": med if math.isfinite(med) else None,
-            "min": min(got) if got else None, "max": max(got) if got else None,
-            "cap": max(r["cap"] for r in runs), "se_target": runs[0]["se_target"],
-            "factor": runs[0].get("factor"), "start_budget": runs[0].get("start_budget"),
-        })
-    crossing = [r for r in reach if r["method"] not in BG_METHODS and r["median"]]
-    best = min(crossing, key=lambda r: r["median"]) if crossing else None
-    ratios = []
-    for r in reach:
-        if best is None or r["method"] not in BG_METHODS or not r["median"]:
-            continue
-        # one key per method, so that a merge with other methods keeps the interval
-        k_a, k_b = jax.random.split(jax.random.fold_in(key, DEFAULT_METHODS.index(r["method"])))
-        boot = _boot_medians(k_a, best["totals"]) / _boot_medians(k_b, r["totals"])
-        # no interpolation: a resample whose median is above the cap gives an infinite ratio
-        lo, hi = np.percentile(boot, [2.5, 97.5], method="inverted_cdf")
-        by_seed = dict(zip(best["seeds"], best["totals"], strict=True))
-        paired = [by_seed[s] / t for s, t in zip(r["seeds"], r["totals"], strict=True)
-                  if t is not None and by_seed.get(s) is not None]
-        ratios.append({
-            "mcmc": best["method"], "bg": r["method"], "median_ratio": best["median"] / r["median"],
-            "interval_95": [float(lo), float(hi)],
-            "interval": f"95% percentile, {BOOTSTRAP_RESAMPLES} bootstrap resamples of the "
-                        "seeds of each method (independently)",
-            "per_seed_min": min(paired) if paired else None,
-            "per_seed_max": max(paired) if paired else None,
-            "mcmc_seeds": len(best["totals"]), "bg_seeds": len(r["totals"]),
-        })
-    bg = sorted((x for x in ratios), key=lambda x: -x["median_ratio"])
+    """The evaluations to reach over seeds (:func:`physgen.samplers.reach_over_seeds`: the
+    BG methods against the best crossing MCMC method) and each seed's ESS and k̂ of the BG
+    weights (see NOTES)."""
+    out = smp.reach_over_seeds(per_seed, methods=DEFAULT_METHODS, proposals=BG_METHODS,
+                               key=key, n_boot=BOOTSTRAP_RESAMPLES)
     weights = {}
     for e in per_seed:
         for row in e["table"]:
@@ -420,8 +263,7 @@ def summarise(per_seed: list[dict], key=None) -> dict:
                     row["ess_per_1k_evals"], "pareto_khat": row["pareto_khat"],
                     "stratum_ess": row.get("stratum_ess"), "stratum_khat": row.get("stratum_khat"),
                     "delta_F_z": (row.get("delta_F") or {}).get("z_score")})
-    return {"reach_over_seeds": reach, "reach_ratio": bg, "best_reach_ratio": bg[0] if bg else None,
-            "bg_weights_per_seed": weights}
+    return {**out, "bg_weights_per_seed": weights}
 
 
 def main(argv=None):
@@ -465,25 +307,7 @@ def _finish(entry: dict) -> None:
     if "evals_to_reach" in first:
         entry["evals_to_reach"] = first["evals_to_reach"]
         entry.update(summarise(entry["per_seed"]))
-        print(render_summary(entry), flush=True)
-
-
-def render_summary(entry: dict) -> str:
-    lines = ["evaluations to reach, training included, over seeds:"]
-    for r in entry["reach_over_seeds"]:
-        med = f"{r['median']:,.0f}" if r["median"] else f"> {r['cap']:,}"
-        span = f"{r['min']:,}–{r['max']:,}" if r["min"] else "—"
-        lines.append(f"  {r['method']:<20} median {med:>12}  min–max {span:>22}  "
-                     f"not reached {r['not_reached']}/{len(r['totals'])} (cap {r['cap']:,})")
-    for x in entry["reach_ratio"]:
-        lo, hi = x["interval_95"]
-        lines.append(f"  {x['mcmc']} / {x['bg']}: {x['median_ratio']:.0f}× (95% {lo:.0f}–"
-                     f"{hi:.0f}; per seed {_ratio(x['per_seed_min'])}–{_ratio(x['per_seed_max'])})")
-    return "\n".join(lines)
-
-
-def _ratio(v) -> str:
-    return "—" if v is None else f"{v:.0f}×"
+        print(smp.render_reach(entry), flush=True)
 
 
 def merge(paths: list[Path], out: Path) -> dict:

@@ -25,7 +25,6 @@ from ._compare import (
     BudgetRun as BudgetRun,
     compare_samplers as compare_samplers,
     estimate_run as estimate_run,
-    evals_to_reach as evals_to_reach,
     render_comparison as render_comparison,
     run_with_budget as run_with_budget,
 )
@@ -37,6 +36,11 @@ from ._importance import (
 )
 from ._mala import MALA as MALA
 from ._nuts import NUTS as NUTS
+from ._reach import (
+    evals_to_reach as evals_to_reach,
+    reach_over_seeds as reach_over_seeds,
+    render_reach as render_reach,
+)
 from ._run import MCMCResult as MCMCResult, run_mcmc as run_mcmc
 from ._rwm import RandomWalkMetropolis as RandomWalkMetropolis
 from ._tempering import (

@@ -37,8 +37,8 @@ Estimates of a scalar observable (default: the indicator of state B, so the esti
 Samplers with a trained proposal (:class:`AbstractProposalSampler`) start their chains from
 it and are charged its training evaluations in a separate column and in a total. Wall
 times exclude compilation: each sampler runs twice with the same key and shapes, the second
-(cached) run is timed. :func:`evals_to_reach` finds, by growing the budget, how many
-evaluations a sampler needs to estimate ``ΔF_{B−A}`` to a given standard error.
+(cached) run is timed. How many evaluations a sampler needs for a given standard error is
+:func:`physgen.samplers.evals_to_reach` (:mod:`._reach`).
 """
 
 from __future__ import annotations
@@ -619,100 +619,3 @@ def render_comparison(rows: Sequence[dict], fmt: str = "text") -> str:
         lines = [fmt_line(header), "  ".join("-" * w for w in widths)]
         lines += [fmt_line(b) for b in body]
     return main + "\n\n" + "\n".join(lines)
-
-
-def _grow(budget: int, factor: float) -> int:
-    return max(budget + 1, int(round(budget * factor)))
-
-
-def evals_to_reach(
-    key: Key,
-    target: AbstractTarget,
-    sampler: AbstractSampler | AbstractImportanceSampler,
-    *,
-    states: tuple[Callable, Callable],
-    exact_delta_F: float,
-    name: str | None = None,
-    se_target: float = 0.05,
-    max_abs_z: float = 3.0,
-    start_budget: int = 4_000,
-    cap: int = 2_000_000,
-    factor: float = 2.0,
-    consecutive: int = 2,
-    num_chains: int = 8,
-    flow_train_evals: int = 0,
-    initial_position: Array | None = None,
-    policy: BudgetPolicy | None = None,
-    log: Callable[[str], Any] | None = print,
-) -> dict:
-    """Energy evaluations ``sampler`` needs for ``se(ΔF_{B−A}) ≤ se_target`` (kT) with
-    ``|ΔF̂ − ΔF_exact| ≤ max_abs_z · se``.
-
-    The sampling budget grows by ``factor`` (default: doubles) from ``start_budget``. The
-    stopping rule, so that one lucky budget cannot satisfy it: the criterion must hold at
-    ``consecutive`` (default 2) consecutive budgets, each a fresh run (key ``fold_in(key,
-    budget)``); the answer is the evaluations of the last of them, where the search stops.
-    A budget whose chains are shorter than their autocorrelation window (the MCSE is then
-    underestimated) does not meet the criterion. When the next budget would exceed ``cap``
-    before the rule holds, ``reached = False`` ("not reached within cap"). The answer is
-    for one seed, with resolution a factor ``factor``; repeat over seeds for its spread. A
-    proposal sampler's training evaluations ``flow_train_evals`` are added to
-    ``total_energy_evals``.
-
-    Returns ``{method, reached, sampling_energy_evals, train_energy_evals,
-    total_energy_evals, cap, se_target, max_abs_z, consecutive, history}`` (``method``:
-    ``name``, default the sampler's class name) with one history entry per budget tried
-    (``budget, energy_evals, delta_F, stderr, z_score, meets_criterion``, and for
-    stratified draws ``pool``, ``weighted_counts`` and ``short``).
-    """
-    if not factor > 1:
-        raise ValueError(f"evals_to_reach needs factor > 1, got {factor}")
-    if not isinstance(consecutive, (int, np.integer)) or consecutive < 1:
-        raise ValueError(f"consecutive must be an integer >= 1, got {consecutive!r}")
-    _check_sampler(sampler)
-    _check_states(states, required=True)
-    method = name or type(sampler).__name__
-    log = log or (lambda *_: None)
-    train, _ = _train_cost(sampler, flow_train_evals, None)
-    history = []
-    budget = int(start_budget)
-    reached, streak = None, 0
-    while budget <= cap:
-        try:
-            run = run_with_budget(jax.random.fold_in(key, budget), sampler, target, budget,
-                                  num_chains=num_chains, initial_position=initial_position,
-                                  policy=policy)
-        except BudgetTooSmall:
-            budget, streak = _grow(budget, factor), 0
-            continue
-        est, short = _estimate_quietly(run, states[1], states)
-        d = est["delta_F"]
-        z = _z(d["value"], d["stderr"], exact_delta_F)
-        ok = (math.isfinite(d["stderr"]) and d["stderr"] <= se_target and z is not None
-              and abs(z) <= max_abs_z and not short)
-        streak = streak + 1 if ok else 0
-        entry = {"budget": budget, "energy_evals": run.num_energy_evals,
-                 "delta_F": _to_float(d["value"]), "stderr": _to_float(d["stderr"]),
-                 "z_score": z, "meets_criterion": bool(ok),
-                 "error_underestimated_short_chains": short}
-        info = run.info or {}
-        entry.update({k: info[k] for k in ("pool", "weighted_counts", "short") if k in info})
-        history.append(entry)
-        log(f"    {method:<20} budget {budget:>10,}: ΔF {_fmt(d['value'])} ± "
-            f"{_fmt(d['stderr'])} (z {_fmt(z, 3)}){f'  criterion met ({streak})' if ok else ''}")
-        if streak >= consecutive:
-            reached = run.num_energy_evals
-            break
-        budget = _grow(budget, factor)
-    return {
-        "method": method,
-        "reached": reached is not None,
-        "sampling_energy_evals": reached,
-        "train_energy_evals": train,
-        "total_energy_evals": None if reached is None else reached + train,
-        "cap": cap,
-        "se_target": se_target,
-        "max_abs_z": max_abs_z,
-        "consecutive": int(consecutive),
-        "history": history,
-    }
