@@ -265,3 +265,40 @@ def _particles_numbers(r: dict) -> dict[str, str]:
             f"P{tag}repeats": integer(s["settings"]["repeats"]) if s else "--",
         })
     return out
+
+
+def _alanine_tables(r: dict) -> dict[str, str]:
+    t = r["torsions"]
+    d = t["delta_F_phi_positive_minus_negative"]
+    kl, w2 = t["kl"], t["w2_torus"]
+    dash = "--"
+    rows = [
+        ["MD (reference)", pm(d["md"]["value"], d["md"]["stderr"]), dash, dash, dash, dash,
+         dash],
+        ["MD half vs half", dash, num(kl["phi"]["md_halves"], 3), num(kl["psi"]["md_halves"], 3),
+         num(w2["md_halves"], 3), dash, dash],
+        [r"forward KL, flow", dash, num(kl["phi"]["flow"], 3), num(kl["psi"]["flow"], 3),
+         num(w2["flow"], 3), dash, dash],
+        [r"forward KL, reweighted", pm(d["reweighted"]["value"], d["reweighted"]["stderr"]),
+         num(kl["phi"]["reweighted"], 3), num(kl["psi"]["reweighted"], 3),
+         num(w2["reweighted"], 3), num(r["ess_fraction"], 3), num(r["pareto_khat"], 2)],
+    ]
+    return {"alanine": tabular(
+        ["", r"$\Delta F_{\phi>0}-{}_{\phi<0}$ (kT)", r"KL($\phi$)", r"KL($\psi$)",
+         r"W2($\phi,\psi$)", "ESS fraction", r"Pareto $\hat k$"], rows, "lrrrrrr")}
+
+
+def _alanine_numbers(r: dict) -> dict[str, str]:
+    times = r["times"]
+    return {
+        "ADmdSamples": integer(r["md"]["samples"]),
+        "ADmdPositive": num(r["md"]["p_phi_positive"], 3),
+        "ADess": num(r["ess_fraction"], 3),
+        "ADkhat": num(r["pareto_khat"], 2),
+        "ADnllTest": num(r["nll_test"], 4),
+        "ADlogZ": pm(r["log_Z"]["value"], r["log_Z"]["stderr"]),
+        "ADmdTime": num(times["md_s"], 3),
+        "ADtrainTime": num(times["train_s"], 3),
+        "ADweighTime": num(times["sample_and_weigh_s"], 3),
+        "ADsteps": integer(r["config"]["steps"]),
+    }

@@ -29,6 +29,8 @@ PAPER = Path(__file__).resolve().parent
 ROOT = PAPER.parent
 sys.path.insert(0, str(PAPER))
 from _sections import (  # noqa: E402
+    _alanine_numbers,
+    _alanine_tables,
     _double_well_numbers,
     _ess_numbers,
     _ess_tables,
@@ -102,6 +104,10 @@ EXPERIMENTS: list[Experiment] = [
         "particles", "experiments/particles.py", ("--quick",), ("--system", "dw4", "lj13"),
         figures={"particles": "particles"}, tables=_particles_tables,
         numbers=_particles_numbers),
+    Experiment(
+        "alanine", "experiments/alanine_dipeptide.py", ("--quick",), (),
+        figures={"ramachandran": "alanine_ramachandran"}, tables=_alanine_tables,
+        numbers=_alanine_numbers),
     Experiment(
         "scaling", "experiments/benchmarks/scaling.py", ("--quick",), (),
         figures={"scaling": "scaling"}, tables=_scaling_tables),

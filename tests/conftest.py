@@ -1,11 +1,6 @@
 """Shared test fixtures: float64, one run of each experiment's --quick for the whole session
 (all workers), a persistent compilation cache, and a memory-map guard.
 
-Most programs of the suite run once or a few times on tiny inputs, so compiling them costs
-more than running them: the suite runs with JAX's ``jax_disable_most_optimizations`` (XLA's
-optimisation passes off; the same numbers to float rounding), inherited by every experiment
-subprocess. ``PHYSGEN_TEST_OPTIMIZE=1`` runs it with them.
-
 The compilation cache: XLA executables are written to one temporary folder for the session
 and read back by every worker and every experiment subprocess, so a function compiled once is
 not compiled again elsewhere (JAX's persistent cache; a new folder per session, removed at
@@ -36,16 +31,7 @@ def _use_compilation_cache(path: str) -> None:
                       float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
-def _fast_compilation() -> None:
-    if os.environ.get("PHYSGEN_TEST_OPTIMIZE") == "1":
-        return
-    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    jax.config.update("jax_disable_most_optimizations",
-                      os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] not in ("0", "false"))
-
-
 def pytest_configure(config):
-    _fast_compilation()
     # the controller makes the folder before it starts the workers, which inherit it
     if _CACHE_ENV not in os.environ:
         config._physgen_cache = tempfile.mkdtemp(prefix="physgen-jax-cache-")
@@ -109,9 +95,18 @@ def x64():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the tests marked ``slow`` (minutes each) first, so that with ``-n 2`` one worker
-    carries them while the other works through the short ones."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The tests marked ``slow`` (half a minute or more each) first, the paper test last.
+
+    With ``-n 2`` xdist hands the tests out in this order, alternately, so the long ones are
+    spread over both workers from the start and the short ones fill the gaps at the end. The
+    paper test collects every experiment's quick run: last, it finds them made by the tests
+    that share them instead of making them one after the other while the others wait."""
+    def rank(item):
+        if item.path.name == "test_paper.py" and "quick_reproduction" in item.name:
+            return 2
+        return 0 if item.get_closest_marker("slow") is not None else 1
+
+    items.sort(key=rank)
 
 
 def _num_memory_maps() -> int:

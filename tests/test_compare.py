@@ -49,6 +49,7 @@ _cdf = lambda t: 0.5 * (1 + erf(t / sqrt(2)))
 P_A, P_B = _cdf(0.5), 1 - _cdf(1.5)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_one_row_per_method_per_target(quick_run):
     """The paper's quick run (double well; HMC, PT and both importance samplers; the
     evaluations to reach se(ΔF) = 0.05 kT up to 4,000): every row on the same budget."""

@@ -28,6 +28,7 @@ def test_help(name, capsys):
     assert "--quick" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_double_well_quick(quick_run):
     out = quick_run("double_well")
     r = json.loads((out / "results.json").read_text())
@@ -49,6 +50,7 @@ def test_double_well_quick(quick_run):
     assert (out / "flow.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_toy2d_quick(quick_run):
     out = quick_run("toy2d")
     r = json.loads((out / "results.json").read_text())
@@ -63,6 +65,8 @@ def test_toy2d_quick(quick_run):
     assert (out / "toy2d.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("scaling")
 def test_scaling_benchmark_quick(quick_run):
     """The scaling benchmark measures 1 and 2 (forced host) devices, each in its own process,
     and reports throughput with errors and speed-ups against one device."""
@@ -84,6 +88,7 @@ def test_scaling_benchmark_quick(quick_run):
     assert (quick_run("scaling") / "scaling.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_diffusion_toy2d_quick(tmp_path):
     _load("diffusion_toy2d").main(["--quick", "--no-progress", "--out", str(tmp_path)])
     r = json.loads((tmp_path / "results.json").read_text())

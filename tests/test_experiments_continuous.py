@@ -19,6 +19,7 @@ def _load(name):
     return mod
 
 
+@pytest.mark.slow
 def test_toy2d_continuous_families_quick(tmp_path):
     _load("toy2d").main(
         [

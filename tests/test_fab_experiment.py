@@ -26,6 +26,7 @@ def test_help(capsys):
     assert "--quick" in out and "--target" in out and "--seeds" in out
 
 
+@pytest.mark.slow
 def test_manywell_quick(quick_run):
     tmp_path = quick_run("manywell")
     r = json.loads((tmp_path / "results.json").read_text())
@@ -80,6 +81,7 @@ def test_segments_continue_one_run_with_its_schedule():
     assert mod.optimizer(mod.parse_args(["--lr", "0.01"]), 100) is None
 
 
+@pytest.mark.slow
 def test_gmm40_quick_with_the_affine_flow(tmp_path):
     """The 40-mode mixture with RealNVP couplings (the many-well quick run shared with the
     paper test trains the spline flow)."""

@@ -30,6 +30,7 @@ def test_help(capsys):
         mod.register("x", "approximate")
 
 
+@pytest.mark.slow
 def test_families_quick(quick_run):
     """Every family on the quick data set (the double well), each labelled with its kind of
     likelihood. This is a smoke test of the pipeline (100 steps): the GAN's quality is

@@ -142,6 +142,7 @@ def test_ot_coupling_reduces_transport_cost():
     assert abs(coupled - plan_cost) < 0.2 * (independent - exact)
 
 
+@pytest.mark.slow
 def test_flow_matching_trains_a_continuous_flow_with_exact_likelihood():
     data = MU + S * jax.random.normal(jax.random.key(0), (4000, 2))
     model = cnf(jax.random.key(1), 2, width=32, depth=2, embed_dim=8)

@@ -22,6 +22,9 @@ from physgen.flows._lattice import lattice_flow
 from physgen.nn._conv import PeriodicConvNet, periodic_conv
 from physgen.targets import FreeField
 
+# a module fixture: every test on the worker that builds it (conftest)
+pytestmark = pytest.mark.xdist_group("lattice_flow")
+
 L = 4
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
@@ -74,6 +75,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_reweight_like_one(tmp_path):
     out = tmp_path / "multihost.npz"
     port = _free_port()

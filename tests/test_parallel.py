@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# minutes, and one module fixture: first in the queue, all on one worker (conftest)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parallel")]
+
 NUM_DEVICES = 4
 STEPS = 50
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

@@ -8,10 +8,15 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "paper"))
 
 import reproduce  # noqa: E402
+
+# one quick run shared by every test: first in the queue, all on one worker (conftest)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("particles")]
 
 
 def test_particles_quick_results(quick_run):

@@ -52,6 +52,7 @@ def test_phi4_quick(quick_run):
         assert (tmp_path / f"{fig}.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_phi4_saves_the_flow_and_samples_it_again(tmp_path):
     """flow.eqx holds the trained flow: ``--init`` with ``--steps 0`` redraws the same samples."""
     mod = _load()

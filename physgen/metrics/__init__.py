@@ -1,7 +1,7 @@
 """Metrics for generative models of low-dimensional physics data: test NLL with errors
 (exact models) or its bound (VAEs), precision/recall, MMD two-sample test, and distances
 between energy distributions for Boltzmann targets; E-W2, W2 and interatomic-distance
-distances for particle systems."""
+distances for particle systems; histogram KL of torsions and W2 on the torus for molecules."""
 
 from .._base import NoDensityError as NoDensityError, require_density as require_density
 from ._likelihood import (
@@ -11,6 +11,7 @@ from ._likelihood import (
 from ._particles import (
     distance_histogram_distance as distance_histogram_distance,
     energy_w2 as energy_w2,
+    histogram_kl as histogram_kl,
     interatomic_distances as interatomic_distances,
     resample_indices as resample_indices,
     sample_w2 as sample_w2,
