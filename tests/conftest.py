@@ -83,6 +83,30 @@ def quick_run(tmp_path_factory, request):
     return run
 
 
+@pytest.fixture(scope="session")
+def shared_arrays(tmp_path_factory, request):
+    """``shared_arrays(name, compute) -> {key: array}``: ``compute()`` (a dict of arrays) run
+    once per session, whichever worker asks first; the others wait for it and load its
+    ``.npz``. For a module's expensive fixture, which xdist would otherwise build again on
+    every worker that runs one of the module's tests."""
+    base = tmp_path_factory.getbasetemp()
+    worker = hasattr(request.config, "workerinput")
+    shared = (base.parent if worker else base) / "shared-arrays"
+    shared.mkdir(exist_ok=True)
+
+    def get(name: str, compute) -> dict:
+        import numpy as np
+
+        path = shared / f"{name}.npz"
+        with _locked(shared / f"{name}.lock"):
+            if not path.exists():
+                np.savez(path, **compute())
+        with np.load(path) as f:
+            return dict(f)
+
+    return get
+
+
 @pytest.fixture
 def x64():
     """Run a test in float64 and restore the previous setting afterwards."""
@@ -95,16 +119,17 @@ def x64():
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests marked ``slow`` (half a minute or more each) first, the paper test last.
+    """The tests marked ``slow`` (half a minute or more each) first, then the paper test,
+    then the rest.
 
-    With ``-n 2`` xdist hands the tests out in this order, alternately, so the long ones are
-    spread over both workers from the start and the short ones fill the gaps at the end. The
-    paper test collects every experiment's quick run: last, it finds them made by the tests
-    that share them instead of making them one after the other while the others wait."""
+    With ``-n 2`` xdist gives each worker a first chunk of consecutive tests, so one worker
+    starts with every long test (most share the experiments' quick runs: made once, never
+    waited for) while the other works through the short ones. The paper test, after them,
+    finds those runs made and only adds what no other test uses."""
     def rank(item):
         if item.path.name == "test_paper.py" and "quick_reproduction" in item.name:
-            return 2
-        return 0 if item.get_closest_marker("slow") is not None else 1
+            return 1
+        return 0 if item.get_closest_marker("slow") is not None else 2
 
     items.sort(key=rank)
 

@@ -28,9 +28,6 @@ from physgen.reweighting import ImportanceWeightWarning
 from physgen.samplers import HMC, NUTS, run_mcmc
 from physgen.targets import FreeField, Gaussian
 
-# a module fixture: every test on the worker that builds it (conftest)
-pytestmark = pytest.mark.xdist_group("calibration")
-
 P2 = 0.0455  # P(|z| > 2) for a standard normal
 
 

@@ -66,7 +66,6 @@ def test_toy2d_quick(quick_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("scaling")
 def test_scaling_benchmark_quick(quick_run):
     """The scaling benchmark measures 1 and 2 (forced host) devices, each in its own process,
     and reports throughput with errors and speed-ups against one device."""

@@ -12,9 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# a module fixture: every test on the worker that builds it (conftest)
-pytestmark = pytest.mark.xdist_group("force_field")
-
 openmm = pytest.importorskip("openmm")
 
 import physgen.targets as pt  # noqa: E402

@@ -22,9 +22,6 @@ from physgen.flows._lattice import lattice_flow
 from physgen.nn._conv import PeriodicConvNet, periodic_conv
 from physgen.targets import FreeField
 
-# a module fixture: every test on the worker that builds it (conftest)
-pytestmark = pytest.mark.xdist_group("lattice_flow")
-
 L = 4
 
 
@@ -72,8 +69,7 @@ def _evaluate(flow, z):
     )
 
 
-@pytest.fixture(scope="module")
-def results():
+def _compute() -> dict:
     with jax.enable_x64(True):
         z = jax.random.normal(jax.random.key(2), (L, L), jnp.float64)
         out = {}
@@ -81,8 +77,20 @@ def results():
             flow = lattice_flow(
                 jax.random.key(0), L, num_layers=4, hidden_channels=(4,), **FLOWS[name]
             )
-            out[name] = jax.device_get(_evaluate(_perturb(flow, 1), z))
-            out[name + "_init"] = jax.device_get(_evaluate(flow, z))
+            for tag, f in ((name, _perturb(flow, 1)), (name + "_init", flow)):
+                for k, v in jax.device_get(_evaluate(f, z)).items():
+                    out[f"{tag}/{k}"] = np.asarray(v)
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(shared_arrays):
+    """Everything the tests check, per flow, computed once per session."""
+    flat = shared_arrays("lattice_flow", _compute)
+    out: dict = {}
+    for key, value in flat.items():
+        tag, k = key.split("/", 1)
+        out.setdefault(tag, {})[k] = value
     return out
 
 

@@ -8,9 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# a module fixture: every test on the worker that builds it (conftest)
-pytestmark = pytest.mark.xdist_group("md")
-
 pytest.importorskip("openmm")
 
 import physgen.targets as pt  # noqa: E402

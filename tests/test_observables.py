@@ -25,9 +25,6 @@ from physgen.observables import (
 from physgen.reweighting import ImportanceWeightWarning
 from physgen.targets._phi4 import FreeField
 
-# a module fixture: every test on the worker that builds it (conftest)
-pytestmark = pytest.mark.xdist_group("observables")
-
 L, M2, N = 4, 0.5, 20_000
 
 

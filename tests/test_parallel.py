@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# minutes, and one module fixture: first in the queue, all on one worker (conftest)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parallel")]
+# minutes: first in the queue (conftest)
+pytestmark = pytest.mark.slow
 
 NUM_DEVICES = 4
 STEPS = 50
@@ -193,10 +193,8 @@ def _worker(path):
     np.savez(path, **out)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    """``(sharded, single)``: the 4-device results (subprocess) and the one-device ones."""
-    path = tmp_path_factory.mktemp("parallel") / "sharded.npz"
+def _sharded_and_single(folder: Path) -> dict:
+    path = folder / "sharded.npz"
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={NUM_DEVICES}"
@@ -217,7 +215,18 @@ def results(tmp_path_factory):
     assert proc.returncode == 0, log
     with np.load(path) as f:
         sharded = dict(f)
-    return sharded, single
+    return {**{f"sharded/{k}": v for k, v in sharded.items()},
+            **{f"single/{k}": v for k, v in single.items()}}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, shared_arrays):
+    """``(sharded, single)``: the 4-device results (subprocess) and the one-device ones,
+    computed once per session (``shared_arrays``)."""
+    folder = tmp_path_factory.mktemp("parallel")
+    both = shared_arrays("parallel", lambda: _sharded_and_single(folder))
+    return ({k.split("/", 1)[1]: v for k, v in both.items() if k.startswith("sharded/")},
+            {k.split("/", 1)[1]: v for k, v in both.items() if k.startswith("single/")})
 
 
 def test_the_subprocess_really_used_four_devices(results):

@@ -15,8 +15,8 @@ sys.path.insert(0, str(ROOT / "paper"))
 
 import reproduce  # noqa: E402
 
-# one quick run shared by every test: first in the queue, all on one worker (conftest)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("particles")]
+# one quick run shared by every test: first in the queue (conftest)
+pytestmark = pytest.mark.slow
 
 
 def test_particles_quick_results(quick_run):

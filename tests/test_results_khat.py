@@ -45,6 +45,7 @@ def _has_khat(node):
 WEIGHTED = ("double_well", "phi4", "manywell", "ess_per_evaluation", "particles")
 
 
+@pytest.mark.slow  # reads every quick run: with the tests that make them (conftest)
 @pytest.mark.parametrize("name", [e.name for e in reproduce.EXPERIMENTS])
 def test_every_ess_has_its_khat(name, quick_run):
     """Every experiment of the paper: no ESS without its k̂; those that reweight have one."""
