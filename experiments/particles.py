@@ -80,7 +80,7 @@ SYSTEMS = {
                 weighted=20_000, block=2000, repeats=5),
     "lj13": dict(make=lambda k: LennardJones(13, 3, epsilon=2.0, com_restraint=k), spread=None,
                  chains=64, samples=2000, thinning=4, leapfrog=40, warmup=1000,
-                 hidden=32, layers=3, steps=10_000, batch=128, lr=2e-3, batch_ot=True,
+                 hidden=32, layers=3, steps=20_000, batch=128, lr=2e-3, batch_ot=True,
                  batch_cost="radial", weighted=1000, block=1000, repeats=3),
     "lj55": dict(make=lambda k: LennardJones(55, 3, epsilon=2.0, com_restraint=k), spread=None,
                  chains=32, samples=400, thinning=4, leapfrog=40, warmup=500,
