@@ -77,7 +77,7 @@ SYSTEMS = {
     "dw4": dict(make=lambda k: MultiDoubleWell(4, 2, com_restraint=k), spread=2.0,
                 chains=64, samples=3000, thinning=20, leapfrog=40, warmup=1000,
                 hidden=32, layers=3, steps=3000, batch=256, lr=2e-3, batch_ot=True,
-                weighted=20_000, block=2000, repeats=5),
+                batch_cost="aligned", weighted=20_000, block=2000, repeats=5),
     "lj13": dict(make=lambda k: LennardJones(13, 3, epsilon=2.0, com_restraint=k), spread=None,
                  chains=64, samples=2000, thinning=4, leapfrog=40, warmup=1000,
                  hidden=32, layers=3, steps=20_000, batch=128, lr=2e-3, batch_ot=True,
@@ -236,8 +236,7 @@ def run_system(system, args):
     flow = equivariant_cnf(k_model, n, d, hidden=cfg["hidden"], num_layers=cfg["layers"],
                            rtol=args.rtol, atol=args.atol, throw=False)
     t0 = time.perf_counter()
-    objective = EquivariantFlowMatching(batch_ot=cfg["batch_ot"],
-                                        batch_cost=cfg.get("batch_cost", "aligned"))
+    objective = EquivariantFlowMatching(batch_ot=cfg["batch_ot"], batch_cost=cfg["batch_cost"])
     flow, history, _ = physgen.fit(
         k_fit, flow, objective, data=jnp.asarray(train),
         steps=cfg["steps"], optimizer=cosine_adam(cfg["lr"], cfg["steps"]),

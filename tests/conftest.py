@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,8 +96,6 @@ def shared_arrays(tmp_path_factory, request):
     shared.mkdir(exist_ok=True)
 
     def get(name: str, compute) -> dict:
-        import numpy as np
-
         path = shared / f"{name}.npz"
         with _locked(shared / f"{name}.lock"):
             if not path.exists():
