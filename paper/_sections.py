@@ -267,38 +267,56 @@ def _particles_numbers(r: dict) -> dict[str, str]:
     return out
 
 
+_ALANINE_LABELS = {"forward_kl": "forward KL", "reverse_kl": "reverse KL", "fab": "FAB"}
+
+
 def _alanine_tables(r: dict) -> dict[str, str]:
-    t = r["torsions"]
-    d = t["delta_F_phi_positive_minus_negative"]
-    kl, w2 = t["kl"], t["w2_torus"]
     dash = "--"
+    objectives = r["objectives"]
+    first = next(iter(objectives.values()))["torsions"]
+    md = first["delta_F_phi_positive_minus_negative"]["md"]
+    kl0, w20 = first["kl"], first["w2_torus"]
     rows = [
-        ["MD (reference)", pm(d["md"]["value"], d["md"]["stderr"]), dash, dash, dash, dash,
-         dash],
-        ["MD half vs half", dash, num(kl["phi"]["md_halves"], 3), num(kl["psi"]["md_halves"], 3),
-         num(w2["md_halves"], 3), dash, dash],
-        [r"forward KL, flow", dash, num(kl["phi"]["flow"], 3), num(kl["psi"]["flow"], 3),
-         num(w2["flow"], 3), dash, dash],
-        [r"forward KL, reweighted", pm(d["reweighted"]["value"], d["reweighted"]["stderr"]),
-         num(kl["phi"]["reweighted"], 3), num(kl["psi"]["reweighted"], 3),
-         num(w2["reweighted"], 3), num(r["ess_fraction"], 3), num(r["pareto_khat"], 2)],
+        ["MD (reference)", pm(md["value"], md["stderr"]), dash, dash, dash, dash, dash,
+         integer(r["md"]["md_steps"])],
+        ["MD half vs half", dash, num(kl0["phi"]["md_halves"], 3),
+         num(kl0["psi"]["md_halves"], 3), num(w20["md_halves"], 3), dash, dash, dash],
     ]
+    for name, o in objectives.items():
+        t = o["torsions"]
+        d, kl, w2 = t["delta_F_phi_positive_minus_negative"], t["kl"], t["w2_torus"]
+        label = _ALANINE_LABELS[name]
+        rows += [
+            [f"{label}, flow", dash, num(kl["phi"]["flow"], 3), num(kl["psi"]["flow"], 3),
+             num(w2["flow"], 3), dash, dash, integer(o["train_energy_evals"])],
+            [f"{label}, reweighted", pm(d["reweighted"]["value"], d["reweighted"]["stderr"]),
+             num(kl["phi"]["reweighted"], 3), num(kl["psi"]["reweighted"], 3),
+             num(w2["reweighted"], 3), num(o["ess_fraction"], 3), num(o["pareto_khat"], 2),
+             dash],
+        ]
     return {"alanine": tabular(
         ["", r"$\Delta F_{\phi>0}-{}_{\phi<0}$ (kT)", r"KL($\phi$)", r"KL($\psi$)",
-         r"W2($\phi,\psi$)", "ESS fraction", r"Pareto $\hat k$"], rows, "lrrrrrr")}
+         r"W2($\phi,\psi$)", "ESS fraction", r"Pareto $\hat k$", "energy evaluations"],
+        rows, "lrrrrrrr")}
 
 
 def _alanine_numbers(r: dict) -> dict[str, str]:
-    times = r["times"]
-    return {
+    times, o = r["times"], r["objectives"]
+    out = {
         "ADmdSamples": integer(r["md"]["samples"]),
         "ADmdPositive": num(r["md"]["p_phi_positive"], 3),
-        "ADess": num(r["ess_fraction"], 3),
-        "ADkhat": num(r["pareto_khat"], 2),
-        "ADnllTest": num(r["nll_test"], 4),
-        "ADlogZ": pm(r["log_Z"]["value"], r["log_Z"]["stderr"]),
+        "ADmdReplicas": integer(1 + len(r["md"]["replica_temperatures"])),
+        "ADmdHottest": integer(max([r["config"]["temperature"],
+                                    *r["md"]["replica_temperatures"]])),
         "ADmdTime": num(times["md_s"], 3),
-        "ADtrainTime": num(times["train_s"], 3),
-        "ADweighTime": num(times["sample_and_weigh_s"], 3),
         "ADsteps": integer(r["config"]["steps"]),
     }
+    for name, tag in (("forward_kl", "Fkl"), ("reverse_kl", "Rkl"), ("fab", "Fab")):
+        x = o.get(name)
+        out.update({
+            f"AD{tag}ess": num(x["ess_fraction"], 3) if x else "--",
+            f"AD{tag}khat": num(x["pareto_khat"], 2) if x else "--",
+            f"AD{tag}trainTime": num(times[f"{name}_train_s"], 3) if x else "--",
+            f"AD{tag}weighTime": num(times[f"{name}_sample_and_weigh_s"], 3) if x else "--",
+        })
+    return out

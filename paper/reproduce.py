@@ -115,7 +115,10 @@ EXPERIMENTS: list[Experiment] = [
 
 
 # ----------------------------------------------------------------------------- driver
-def run_experiment(exp: Experiment, build: Path, quick: bool) -> dict:
+def run_experiment(exp: Experiment, build: Path, quick: bool,
+                   env: dict[str, str] | None = None) -> dict:
+    """Run ``exp`` (its quick or full arguments) in a subprocess writing to ``build/NAME``;
+    ``env``: the subprocess's environment (default: this process's)."""
     out = build / exp.name
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(ROOT / exp.script), *(exp.quick_args if quick else exp.full_args),
@@ -124,7 +127,7 @@ def run_experiment(exp: Experiment, build: Path, quick: bool) -> dict:
         cmd.append("--no-progress")
     print(f"[reproduce] {exp.name}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     (out / "log.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     if proc.returncode != 0:

@@ -56,12 +56,25 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _quick_compilation(env) -> dict[str, str]:
+    flags = env.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:  # a caller's choice is kept
+        flags = f"{flags} --xla_backend_optimization_level=0".strip()
+    return {**env, "XLA_FLAGS": flags}
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory, request):
     """``quick_run(name) -> folder``: the outputs of ``paper/reproduce.py``'s experiment
     ``name`` run with its ``--quick`` arguments, once per session: the first test (of any
     worker) that asks runs it in a subprocess; the others wait for it and read its folder.
-    The paper test collects the same folders, so no quick experiment runs twice."""
+    The paper test collects the same folders, so no quick experiment runs twice.
+
+    These runs smoke-test the experiments' pipelines on tiny problems, and compiling is
+    most of their time: they compile with LLVM's backend optimisation level 0 (XLA's own
+    graph optimisations stay on; the arithmetic is the same IEEE arithmetic, the last bits
+    may differ, as between two CPUs), about a quarter less time per run. The tests' exact
+    references are checked in-process, with JAX's default compilation."""
     sys.path.insert(0, str(ROOT / "paper"))
     import reproduce
 
@@ -77,7 +90,8 @@ def quick_run(tmp_path_factory, request):
             status = out / "status.json"
             if not status.exists():
                 out.mkdir(exist_ok=True)
-                info = reproduce.run_experiment(experiments[name], shared, quick=True)
+                info = reproduce.run_experiment(experiments[name], shared, quick=True,
+                                                env=_quick_compilation(os.environ))
                 status.write_text(json.dumps(info))
         return out
 

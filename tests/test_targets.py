@@ -331,3 +331,33 @@ def test_gaussian_and_mixture_sampler_moments():
     cov_m = np.asarray(gmm.covariance())
     for i in range(2):
         assert _z(y[:, i].mean(), float(gmm.mean()[i]), cov_m[i, i], n) < 4
+
+
+def test_pullback_is_the_change_of_variables(x64):
+    """``Pullback(N(m, Σ), u ↦ loc + scale·u)`` is the Gaussian of ``u``, ``N((m - loc)/scale,
+    diag(1/scale) Σ diag(1/scale))``, with the target's normaliser: its log-density equals
+    that Gaussian's normalised log-density plus ``log Z`` of the target (float64, 1e-10)."""
+    import physgen.bijections as pb
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(3, 3))
+    cov = a @ a.T + 0.5 * np.eye(3)
+    mean, loc, scale = rng.normal(size=3), rng.normal(size=3), np.array([0.01, 1.0, 30.0])
+    target = pt.Gaussian(mean, cov)
+    pulled = pt.Pullback(target, pb.Affine(loc, scale))
+    assert pulled.event_shape == (3,) and pulled.beta == target.beta
+    u_cov = cov / np.outer(scale, scale)
+    u_mean = (mean - loc) / scale
+    u = rng.normal(size=(5, 3)) * np.sqrt(np.diag(u_cov)) + u_mean
+    d = u - u_mean
+    log_n = (-0.5 * np.einsum("ni,ij,nj->n", d, np.linalg.inv(u_cov), d)
+             - 0.5 * np.linalg.slogdet(2 * np.pi * u_cov)[1])
+    got = jax.vmap(pulled.log_density)(jnp.asarray(u))
+    np.testing.assert_allclose(got, log_n + target.log_Z(), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="maps shape"):
+        pt.Pullback(target, pb.Affine(np.zeros(2), 1.0))
+    with pytest.raises(TypeError, match="needs a bijection"):
+        pt.Pullback(target, "affine")
+    with pytest.raises(ValueError, match="unconditional"):
+        pt.Pullback(target, pb.MaskedAutoregressive(3, key=jax.random.key(0), width=4,
+                                                    depth=1, cond_shape=(1,)))

@@ -22,3 +22,4 @@ from ._md import Trajectory as Trajectory, langevin_md as langevin_md
 from ._mueller_brown import MuellerBrown as MuellerBrown
 from ._particles import LennardJones as LennardJones, MultiDoubleWell as MultiDoubleWell
 from ._phi4 import ALBERGO_ENSEMBLES as ALBERGO_ENSEMBLES, FreeField as FreeField, Phi4 as Phi4
+from ._pullback import Pullback as Pullback
