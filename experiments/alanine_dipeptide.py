@@ -24,8 +24,10 @@ and KL(psi) of the flow and of the reweighted flow against MD (100 bins on [-π,
 the value between the two halves of the MD, the histograms' own noise), the W2 of (phi, psi)
 on the torus, energy evaluations and wall times.
 
-Writes results.json and ramachandran.png (MD; per objective the flow and the reweighted
-flow) to --out.
+Also the E-W2 (kT) of the force-field energies against MD (flow, reweighted; MD half vs half).
+
+Writes results.json, ramachandran.png (MD; per objective the flow and the reweighted flow)
+and energies.png (energy histograms) to --out.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _alanine_analysis import energy_analysis, plot, plot_energies, torsion_analysis  # noqa: E402
 from _common import (  # noqa: E402
     estimate_dict,
     machine,
@@ -52,29 +55,31 @@ from _common import (  # noqa: E402
 
 import physgen.bijections as pb  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
-from physgen.diagnostics import mean_and_mcse  # noqa: E402
 from physgen.distributions import NormalWithAngles, Transformed  # noqa: E402
-from physgen.metrics import histogram_kl, resample_indices, sample_w2  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
 from physgen.targets import (  # noqa: E402
     ForceField,
     InternalCoordinateTarget,
+    LinLogCut,
     Pullback,
     alanine_dipeptide,
     langevin_md,
 )
 
-FULL = dict(md_samples=20_000, md_interval=100, md_equilibration=20_000, layers=4, width=128,
-            bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=20_000, fab_intermediate=4,
-            buffer=16_384)
+FULL = dict(md_samples=50_000, md_interval=100, md_equilibration=20_000, layers=4, width=128,
+            bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=20_000, fab_steps=1000,
+            fab_intermediate=4, buffer=16_384, energy_high=1000.0)
 QUICK = dict(md_samples=400, md_interval=20, md_equilibration=500, layers=1, width=16,
-             bins=4, steps=20, batch_size=64, lr=1e-3, weighted=256, fab_intermediate=1,
-             buffer=0)
+             bins=4, steps=20, batch_size=64, lr=1e-3, weighted=256, fab_steps=10,
+             fab_intermediate=1, buffer=0, energy_high=1000.0)
 # a geometric ladder (ratio 1.2): neighbouring replicas swap about half the time
 REPLICAS = dict(full=[360.0, 432.0, 518.0, 622.0], quick=[360.0])
 OBJECTIVES = ("forward_kl", "reverse_kl", "fab")
 NOTES = dict(buffer="FAB's replay buffer size; 0: FAB without buffer",
-             fab_intermediate="FAB's AIS intermediate densities")
+             fab_intermediate="FAB's AIS intermediate densities",
+             fab_steps="FAB's training steps (an AIS run every 4)",
+             energy_high="data-free training: energies more than this above the minimum's "
+                         "(kT) grow logarithmically (targets.LinLogCut)")
 
 
 def parse_args(argv=None):
@@ -140,19 +145,23 @@ def standardisation(z_train, z_min, target, angles):
                      np.where(angles, 1.0, scale).astype(np.float32))
 
 
-def train_objective(name, key, flow, u_target, u_train, args):
-    """Train ``flow`` on ``u`` by ``name``; returns ``(flow, history, energy evaluations)``."""
+def train_objective(name, key, flow, u_target, u_train, u_min, args):
+    """Train ``flow`` on ``u`` by ``name``; returns ``(flow, history, energy evaluations)``.
+    Data-free training sees the energy softened above ``--energy-high`` over that of the
+    minimum ``u_min``: the initial flow's uniform torsions clash."""
     if name == "forward_kl":
         flow, history = train(key, flow, MaximumLikelihood(), args, steps=args.steps,
                               lr=args.lr, data=jnp.asarray(u_train))
         return flow, history, 0
+    e_min = float(u_target.energy(jnp.asarray(u_min)))
+    soft = LinLogCut(u_target, e_min + args.energy_high, e_min + 1e30)
     if name == "reverse_kl":
-        flow, history = train(key, flow, ReverseKL(u_target, args.batch_size), args,
+        flow, history = train(key, flow, ReverseKL(soft, args.batch_size), args,
                               steps=args.steps, lr=args.lr)
         return flow, history, args.steps * args.batch_size
-    fab = FAB(u_target, args.batch_size, num_intermediate=args.fab_intermediate,
+    fab = FAB(soft, args.batch_size, num_intermediate=args.fab_intermediate,
               buffer_size=args.buffer or None)
-    flow, history = train(key, flow, fab, args, steps=args.steps, lr=args.lr)
+    flow, history = train(key, flow, fab, args, steps=args.fab_steps, lr=args.lr)
     return flow, history, int(history["cumulative_energy_evals"][-1])
 
 
@@ -195,22 +204,26 @@ def main(argv=None):
         "objectives": {},
     }
     panels = [("MD", md, None)]
+    energies = {}
     for name in args.objectives:
         flow, angles = coupling_flow(k_flow, ic, args)
         std = standardisation(z[:n_train] if name == "forward_kl" else None, z_min, target,
                               angles)
         u_target = Pullback(target, std)  # flows and FAB's HMC act on well-scaled u
         u_train = np.asarray(jax.vmap(std.inverse)(jnp.asarray(z[:n_train])))
+        u_min = std.inverse(jnp.asarray(z_min))
         with timer(times, f"{name}_train_s"):
-            flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, args)
+            flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, u_min,
+                                                   args)
         with timer(times, f"{name}_sample_and_weigh_s"):
-            r, zs, w = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
-                                phi_psi, args)
+            r, zs, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
+                                     phi_psi, traj.reduced_energies, args)
         r.update(train_s=times[f"{name}_train_s"], train_energy_evals=evals,
                  final_loss=float(history["loss"][-1]))
         results["objectives"][name] = r
         panels += [(f"{name}: flow", (zs[:, phi_psi[0]], zs[:, phi_psi[1]]), None),
                    (f"{name}: reweighted", (zs[:, phi_psi[0]], zs[:, phi_psi[1]]), w)]
+        energies[name] = (e_q, w)
         print(f"{name}: NLL train {r['nll_train']:.3f}, test {r['nll_test']:.3f}; "
               f"{weights_text(r)}; log Z {r['log_Z']['value']:.3f} ± "
               f"{r['log_Z']['stderr']:.3f} within [{r['mean_log_w_flow']:.3f}, "
@@ -224,6 +237,7 @@ def main(argv=None):
     results["times"] = times
     write_json(out / "results.json", results)
     plot(out / "ramachandran.png", panels)
+    plot_energies(out / "energies.png", traj.reduced_energies, energies)
     return results
 
 
@@ -250,11 +264,19 @@ def sample_and_log_weights(flow, std, u_target, key, n: int):
     return jax.vmap(std.transform)(us), jax.vmap(u_target.log_density)(us) - lq
 
 
-def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, args):
-    """NLLs, importance weights and the torsion analysis of one trained flow; returns
-    ``(results, flow samples z (n, 60), normalised weights (n,))``."""
+@eqx.filter_jit
+def reduced_energies(ic_target, z):
+    """``U(x(z)) / kT`` ``(n,)`` of internal coordinates ``z`` ``(n, 60)``: the force field's
+    energy of the positions, as MD reports it (no Jacobian)."""
+    return jax.vmap(lambda v: ic_target.target.energy(ic_target.positions(v)))(z)
+
+
+def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, args):
+    """NLLs, importance weights, the torsion and energy analyses of one trained flow; returns
+    ``(results, flow samples z (n, 60), normalised weights (n,), reduced energies (n,))``."""
     zs, log_w = (np.asarray(a) for a in sample_and_log_weights(flow, std, u_target, k_sample,
                                                                 args.weighted))
+    e_q = np.asarray(reduced_energies(u_target.target, jnp.asarray(zs)), np.float64)
     # E_q[log w] <= log Z <= E_p[log w]; the gaps are KL(q‖p) and KL(p‖q) (p: held-out MD)
     log_w_md = np.asarray(log_weights_at(flow, std, u_target, jnp.asarray(z[n_train:])))
     finite = np.isfinite(log_w)  # NaN where a sampled angle left (0, π): weight zero
@@ -274,74 +296,9 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, arg
         "mean_log_w_flow": float(np.mean(log_w[finite])),
         "mean_log_w_md": float(np.mean(log_w_md[np.isfinite(log_w_md)])),
         "torsions": torsion_analysis(k_eval, md, (phi_q, psi_q), log_w),
+        "energies": energy_analysis(jax.random.fold_in(k_eval, 1), e_md, e_q, log_w),
     }
-    return r, zs, w
-
-
-def torsion_analysis(key, md, flow, log_w, max_w2: int = 2000) -> dict:
-    """ΔF between the halves phi < 0 and phi > 0 of the Ramachandran plane, KL of the phi
-    and psi marginals and the torus W2 of (phi, psi), for MD, the flow and the reweighted
-    flow (module docstring)."""
-    (phi_md, psi_md), (phi_q, psi_q) = md, flow
-    lw = jnp.asarray(log_w)
-    w = np.asarray(rw.normalised_weights(lw))
-    p_md, se_md = mean_and_mcse((phi_md > 0).astype(np.float64))
-    dF_md = -np.log(p_md / (1 - p_md)) if 0 < p_md < 1 else float("inf")
-    dF_q = rw.free_energy_difference(lw, jnp.asarray(phi_q < 0), jnp.asarray(phi_q > 0))
-    half = len(phi_md) // 2
-    kl = {}
-    for name, a_md, a_q in (("phi", phi_md, phi_q), ("psi", psi_md, psi_q)):
-        kl[name] = {"flow": histogram_kl(a_md, a_q), "reweighted": histogram_kl(
-                    a_md, a_q, q_weights=w), "md_halves": histogram_kl(a_md[:half],
-                                                                       a_md[half:])}
-    n = min(max_w2, len(phi_md) // 2, len(phi_q))
-    x_md = np.stack([phi_md, psi_md], -1)
-    x_q = np.stack([phi_q, psi_q], -1)
-    pick = np.asarray(resample_indices(key, lw, n))
-    w2 = {"flow": sample_w2(x_md[-n:], x_q[:n], period=2 * np.pi),
-          "reweighted": sample_w2(x_md[-n:], x_q[pick], period=2 * np.pi),
-          "md_halves": sample_w2(x_md[:n], x_md[-n:], period=2 * np.pi), "samples": n}
-    return {
-        "delta_F_phi_positive_minus_negative": {
-            "md": {"value": float(dF_md), "stderr": float(se_md / (p_md * (1 - p_md)))
-                   if 0 < p_md < 1 else float("inf"), "p_phi_positive": float(p_md),
-                   "p_stderr": float(se_md), "error": "Geyer MCSE of the MD time series"},
-            "reweighted": estimate_dict(dF_q)},
-        "kl": kl, "w2_torus": w2,
-        "protocol": "KL(MD ‖ model) of phi and psi histograms, 100 bins on [-π, π), 1e-10 "
-                    "added per bin; W2 of (phi, psi) on the torus, exact OT between equal "
-                    "numbers of samples (reweighted: systematic resampling by the weights)",
-    }
-
-
-def plot(path, panels):
-    """Ramachandran free-energy surfaces ``-log p(φ, ψ)``: MD, then each objective's flow and
-    reweighted flow (a row per objective)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = [panels[:1] + panels[1:3]] + [[None] + panels[i:i + 2]
-                                         for i in range(3, len(panels), 2)]
-    fig, axes = plt.subplots(len(grid), 3, figsize=(10.5, 3.4 * len(grid)), squeeze=False)
-    edges = np.linspace(-np.pi, np.pi, 61)
-    for ax_row, row in zip(axes, grid, strict=True):
-        for ax, panel in zip(ax_row, row + [None] * (3 - len(row)), strict=True):
-            if panel is None:
-                ax.axis("off")
-                continue
-            title, (phi, psi), weights = panel
-            h, _, _ = np.histogram2d(phi, psi, bins=edges, weights=weights, density=True)
-            with np.errstate(divide="ignore"):
-                f = -np.log(h.T)
-            ax.imshow(f - np.nanmin(f[np.isfinite(f)]), origin="lower", vmax=8,
-                      extent=(-np.pi, np.pi, -np.pi, np.pi), cmap="viridis")
-            ax.set(title=title, xlabel="φ (rad)", ylabel="ψ (rad)")
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(path.with_suffix(f".{ext}"), dpi=120)
-    plt.close(fig)
+    return r, zs, w, e_q
 
 
 if __name__ == "__main__":

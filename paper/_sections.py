@@ -273,31 +273,36 @@ _ALANINE_LABELS = {"forward_kl": "forward KL", "reverse_kl": "reverse KL", "fab"
 def _alanine_tables(r: dict) -> dict[str, str]:
     dash = "--"
     objectives = r["objectives"]
-    first = next(iter(objectives.values()))["torsions"]
+    first_o = next(iter(objectives.values()))
+    first = first_o["torsions"]
     md = first["delta_F_phi_positive_minus_negative"]["md"]
     kl0, w20 = first["kl"], first["w2_torus"]
+    e0 = first_o["energies"]["e_w2"]
     rows = [
-        ["MD (reference)", pm(md["value"], md["stderr"]), dash, dash, dash, dash, dash,
+        ["MD (reference)", pm(md["value"], md["stderr"]), dash, dash, dash, dash, dash, dash,
          integer(r["md"]["md_steps"])],
         ["MD half vs half", dash, num(kl0["phi"]["md_halves"], 3),
-         num(kl0["psi"]["md_halves"], 3), num(w20["md_halves"], 3), dash, dash, dash],
+         num(kl0["psi"]["md_halves"], 3), num(w20["md_halves"], 3), num(e0["md_halves"], 3),
+         dash, dash, dash],
     ]
     for name, o in objectives.items():
-        t = o["torsions"]
+        t, e = o["torsions"], o["energies"]["e_w2"]
         d, kl, w2 = t["delta_F_phi_positive_minus_negative"], t["kl"], t["w2_torus"]
         label = _ALANINE_LABELS[name]
         rows += [
             [f"{label}, flow", dash, num(kl["phi"]["flow"], 3), num(kl["psi"]["flow"], 3),
-             num(w2["flow"], 3), dash, dash, integer(o["train_energy_evals"])],
+             num(w2["flow"], 3), num(e["flow"], 3), dash, dash,
+             integer(o["train_energy_evals"])],
             [f"{label}, reweighted", pm(d["reweighted"]["value"], d["reweighted"]["stderr"]),
              num(kl["phi"]["reweighted"], 3), num(kl["psi"]["reweighted"], 3),
-             num(w2["reweighted"], 3), num(o["ess_fraction"], 3), num(o["pareto_khat"], 2),
-             dash],
+             num(w2["reweighted"], 3), num(e["reweighted"], 3), num(o["ess_fraction"], 3),
+             num(o["pareto_khat"], 2), dash],
         ]
     return {"alanine": tabular(
         ["", r"$\Delta F_{\phi>0}-{}_{\phi<0}$ (kT)", r"KL($\phi$)", r"KL($\psi$)",
-         r"W2($\phi,\psi$)", "ESS fraction", r"Pareto $\hat k$", "energy evaluations"],
-        rows, "lrrrrrrr")}
+         r"W2($\phi,\psi$)", "E-W2 (kT)", "ESS fraction", r"Pareto $\hat k$",
+         "energy evaluations"],
+        rows, "lrrrrrrrr")}
 
 
 def _alanine_numbers(r: dict) -> dict[str, str]:
@@ -310,6 +315,9 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
                                     *r["md"]["replica_temperatures"]])),
         "ADmdTime": num(times["md_s"], 3),
         "ADsteps": integer(r["config"]["steps"]),
+        "ADweighted": integer(r["config"]["weighted"]),
+        "ADfabSteps": integer(r["config"]["fab_steps"]),
+        "ADenergyHigh": integer(r["config"]["energy_high"]),
     }
     for name, tag in (("forward_kl", "Fkl"), ("reverse_kl", "Rkl"), ("fab", "Fab")):
         x = o.get(name)

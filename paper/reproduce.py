@@ -106,7 +106,8 @@ EXPERIMENTS: list[Experiment] = [
         numbers=_particles_numbers),
     Experiment(
         "alanine", "experiments/alanine_dipeptide.py", ("--quick",), (),
-        figures={"ramachandran": "alanine_ramachandran"}, tables=_alanine_tables,
+        figures={"ramachandran": "alanine_ramachandran", "energies": "alanine_energies"},
+        tables=_alanine_tables,
         numbers=_alanine_numbers),
     Experiment(
         "scaling", "experiments/benchmarks/scaling.py", ("--quick",), (),

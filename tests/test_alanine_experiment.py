@@ -34,6 +34,10 @@ def test_alanine_dipeptide_quick(quick_run):
             kl = t["kl"][angle]
             assert set(kl) == {"flow", "reweighted", "md_halves"}
             assert all(math.isfinite(v) and v >= 0 for v in kl.values()), kl
+        e = o["energies"]
+        assert set(e["e_w2"]) == {"flow", "reweighted", "md_halves"}, name
+        assert all(math.isfinite(v) and v >= 0 for v in e["e_w2"].values()), e
+        assert e["mean"]["md"] == pytest.approx(md["mean_reduced_energy"], rel=1e-12)
         w2 = t["w2_torus"]  # at most the torus' diameter, π√2
         assert w2["samples"] == 200 and all(0 < w2[k] <= math.pi * math.sqrt(2) for k in (
             "flow", "reweighted", "md_halves")), w2
@@ -41,4 +45,5 @@ def test_alanine_dipeptide_quick(quick_run):
     assert evals["forward_kl"] == 0 and evals["reverse_kl"] == 20 * 64
     assert evals["fab"] > evals["reverse_kl"]  # AIS: several evaluations per sample
     for ext in ("png", "pdf"):
-        assert (tmp_path / f"ramachandran.{ext}").stat().st_size > 1000
+        for figure in ("ramachandran", "energies"):
+            assert (tmp_path / f"{figure}.{ext}").stat().st_size > 1000

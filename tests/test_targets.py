@@ -361,3 +361,29 @@ def test_pullback_is_the_change_of_variables(x64):
     with pytest.raises(ValueError, match="unconditional"):
         pt.Pullback(target, pb.MaskedAutoregressive(3, key=jax.random.key(0), width=4,
                                                     depth=1, cond_shape=(1,)))
+
+
+def test_linlogcut_softens_only_high_energies(x64):
+    """``E = x²/2`` (a unit Gaussian) under ``LinLogCut(high=2, maximum=50)``: E below 2,
+    ``2 + log(1 + E - 2)`` between, ``2 + log 49`` above 50 and for NaN; the gradient is E's
+    below ``high``, ``E'/(1 + E - h)`` between and zero above; continuous at ``high``."""
+    import physgen.bijections as pb
+
+    target = pt.Gaussian(np.zeros(1), np.eye(1))
+    soft = pt.LinLogCut(target, high=2.0, maximum=50.0)
+    assert soft.event_shape == (1,) and soft.beta == target.beta
+
+    def e(x):
+        return float(soft.energy(jnp.array([x])))
+
+    assert float(target.energy(jnp.array([3.0]))) == pytest.approx(4.5, rel=1e-12)
+    np.testing.assert_allclose([e(1.0), e(3.0), e(20.0)],
+                               [0.5, 2 + math.log(3.5), 2 + math.log(49.0)], rtol=1e-12)
+    assert abs(e(2.0 - 1e-6) - e(2.0 + 1e-6)) < 1e-5
+    g = jax.grad(lambda x: soft.energy(x))
+    np.testing.assert_allclose([float(g(jnp.array([v]))[0]) for v in (1.0, 3.0, 20.0)],
+                               [1.0, 3.0 / 3.5, 0.0], rtol=1e-12, atol=1e-15)
+    nan = pt.LinLogCut(pt.Pullback(target, pb.Affine(np.array([np.nan]), 1.0)), 2.0, 50.0)
+    assert float(nan.energy(jnp.zeros(1))) == pytest.approx(2 + math.log(49.0), rel=1e-12)
+    with pytest.raises(ValueError, match="maximum > high"):
+        pt.LinLogCut(target, high=5.0, maximum=5.0)

@@ -17,6 +17,7 @@ from ._force_field import ForceField as ForceField
 from ._gaussian import Gaussian as Gaussian
 from ._gaussian_mixture import GaussianMixture as GaussianMixture, fab_gmm40 as fab_gmm40
 from ._internal import InternalCoordinateTarget as InternalCoordinateTarget
+from ._linlogcut import LinLogCut as LinLogCut
 from ._many_well import ManyWell as ManyWell
 from ._md import Trajectory as Trajectory, langevin_md as langevin_md
 from ._mueller_brown import MuellerBrown as MuellerBrown
