@@ -166,7 +166,7 @@ def train_objective(name, key, flow, u_target, u_train, u_min, args):
     minimum ``u_min``: the initial flow's uniform torsions clash."""
     if name == "forward_kl":
         flow, history = train(key, flow, MaximumLikelihood(), args, steps=args.steps,
-                              lr=args.lr, data=jnp.asarray(u_train))
+                              lr=args.lr, data=u_train)
         return flow, history, 0
     e_min = float(_energy(u_target, jnp.asarray(u_min)))
     soft = LinLogCut(u_target, e_min + args.energy_high, e_min + 1e30)
@@ -228,7 +228,8 @@ def main(argv=None):
                                          angles)
         std = stds[kind]
         u_target = Pullback(target, std)  # flows and FAB's HMC act on well-scaled u
-        u_train = np.asarray(jax.vmap(std.inverse)(jnp.asarray(z[:n_train])))
+        u_train = (jax.vmap(std.inverse)(jnp.asarray(z[:n_train])) if kind == "data"
+                   else None)  # what forward KL trains on
         u_min = std.inverse(jnp.asarray(z_min))
         with timer(times, f"{name}_train_s"):
             flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, u_min,
