@@ -54,7 +54,7 @@ def _evaluate(flow, z):
     zs = jnp.stack([jnp.roll(z, s, axis=(0, 1)) for s in SHIFTS] + [jnp.roll(z, 1, axis=0), -z])
     ys, lds = jax.vmap(bij.transform_and_log_det)(zs)
     xs, ilds = jax.vmap(bij.inverse_and_log_det)(ys)
-    jac = jax.jacobian(lambda v: bij.transform(v.reshape(L, L)).reshape(-1))(z.reshape(-1))
+    jac = jax.jacfwd(lambda v: bij.transform(v.reshape(L, L)).reshape(-1))(z.reshape(-1))
     x, lp = flow.sample_and_log_prob(jax.random.key(6), (3,))
     return dict(
         zs=zs,
