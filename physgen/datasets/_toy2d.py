@@ -1,4 +1,5 @@
-"""2-D toy data sets with exact densities (by quadrature over their latent curves)."""
+"""2-D toy data sets with exact densities (in closed form, or by quadrature over their latent
+curves)."""
 
 from __future__ import annotations
 
