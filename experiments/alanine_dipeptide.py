@@ -4,7 +4,9 @@ replay buffer), each reweighted exactly.
 
 The molecule is built here (no download): topology, Z-matrix structure, OpenMM minimisation.
 Reference: replica-exchange Langevin MD by OpenMM (physgen.targets.langevin_md; replicas at
---replica-temperatures so that the trajectory at 300 K crosses to phi > 0). Model: a
+--replica-temperatures so that the trajectory at 300 K crosses to phi > 0), saved with its
+seed, command and diagnostics as reference_md.npz/.json under --reference-dir and made again
+only when missing or made with other settings. Model: a
 coupling flow on the 3N-6 = 60 internal coordinates (physgen.bijections.InternalCoordinates):
 bonds and angles mapped by rational-quadratic spline couplings, the 19 torsions by circular
 spline couplings (physgen.bijections.CircularSplineTransformer), every conditioner reading
@@ -32,7 +34,9 @@ and energies.png (energy histograms) to --out.
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import equinox as eqx
@@ -55,6 +59,7 @@ from _common import (  # noqa: E402
 
 import physgen.bijections as pb  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
+from physgen.diagnostics import integrated_autocorrelation_time, mean_and_mcse  # noqa: E402
 from physgen.distributions import NormalWithAngles, Transformed  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
 from physgen.targets import (  # noqa: E402
@@ -62,6 +67,7 @@ from physgen.targets import (  # noqa: E402
     InternalCoordinateTarget,
     LinLogCut,
     Pullback,
+    Trajectory,
     alanine_dipeptide,
     langevin_md,
 )
@@ -93,6 +99,9 @@ def parse_args(argv=None):
                    help=f"hotter replicas of the replica-exchange MD, kelvin (default "
                         f"{REPLICAS['full']}, {REPLICAS['quick']} with --quick; none: one "
                         f"Langevin trajectory)")
+    p.add_argument("--reference-dir", type=Path, default=None,
+                   help="where the reference MD, reference_md.npz/.json, is kept (default: "
+                        "--out); made when missing or made with other settings")
     p.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
                    help="forward_kl: maximum likelihood on the MD; reverse_kl and fab: "
                         "data-free, against the force field")
@@ -102,7 +111,70 @@ def parse_args(argv=None):
             setattr(args, name, value)
     if args.replica_temperatures is None:
         args.replica_temperatures = REPLICAS["quick" if args.quick else "full"]
+    args.reference_dir = Path(args.reference_dir or args.out)
     return args
+
+
+def reference_md(key, molecule, phi_of, args) -> tuple[Trajectory, dict]:
+    """The replica-exchange MD at ``--temperature`` and its record: loaded from
+    ``reference_md[_quick].npz/.json`` under ``--reference-dir`` when the same seed and
+    settings made it, else run and saved there with the seed, the command, its wall time and
+    diagnostics: the integrated autocorrelation time of the energy and of the indicator of
+    φ > 0 (``phi_of(positions) -> (n,)``), whose mean p(φ > 0) is given with its Geyer MCSE
+    and with the batch-means error of 20 consecutive blocks."""
+    settings = {"md_samples": args.md_samples, "md_interval": args.md_interval,
+                "md_equilibration": args.md_equilibration, "temperature": args.temperature,
+                "replica_temperatures": [float(t) for t in args.replica_temperatures]}
+    stem = args.reference_dir / f"reference_md{'_quick' if args.quick else ''}"
+    meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    if meta_path.exists() and data_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta["settings"] == settings and meta["seed"] == args.seed:
+            print(f"reference MD loaded from {data_path}")
+            with np.load(data_path) as f:
+                traj = Trajectory(positions=f["positions"],
+                                  potential_energies=f["potential_energies"],
+                                  temperature=args.temperature, timestep=meta["timestep_ps"],
+                                  interval=args.md_interval,
+                                  equilibration=args.md_equilibration,
+                                  replica_temperatures=tuple(settings["replica_temperatures"]),
+                                  exchange_acceptance=(None if meta["exchange_acceptance"] is None
+                                                       else np.asarray(
+                                                           meta["exchange_acceptance"])))
+            return traj, {**meta, "loaded_from": str(data_path)}
+    t0 = time.perf_counter()
+    traj = langevin_md(key, molecule.system, molecule.positions, temperature=args.temperature,
+                       n_samples=args.md_samples, interval=args.md_interval,
+                       equilibration=args.md_equilibration,
+                       replica_temperatures=args.replica_temperatures)
+    wall = time.perf_counter() - t0
+    positive = (np.asarray(phi_of(traj.positions)) > 0).astype(np.float64)
+    p, se = mean_and_mcse(positive)
+    blocks = positive[: len(positive) // 20 * 20].reshape(20, -1).mean(1)
+    diagnostics = {}
+    for name, obs in (("reduced_energy", traj.reduced_energies), ("phi_positive", positive)):
+        tau = integrated_autocorrelation_time(obs)
+        diagnostics[name] = {"tau_int_frames": tau.tau, "tau_int_stderr": tau.error}
+    command = ("python experiments/alanine_dipeptide.py" + (" --quick" if args.quick else "")
+               + f" --seed {args.seed} --md-samples {args.md_samples} --md-interval "
+               f"{args.md_interval} --md-equilibration {args.md_equilibration} --temperature "
+               f"{args.temperature} --replica-temperatures "
+               + " ".join(f"{t:g}" for t in args.replica_temperatures))
+    meta = {"seed": args.seed, "command": command, "settings": settings,
+            "integrator": "OpenMM LangevinMiddleIntegrator, friction 1/ps, Reference platform",
+            "timestep_ps": traj.timestep, "wall_time_s": wall,
+            "md_steps": (1 + len(traj.replica_temperatures)) * (
+                args.md_equilibration + args.md_samples * args.md_interval),
+            "exchange_acceptance": (None if traj.exchange_acceptance is None
+                                    else traj.exchange_acceptance.tolist()),
+            "p_phi_positive": {"value": float(p), "stderr_geyer": float(se),
+                               "stderr_20_blocks": float(blocks.std(ddof=1) / np.sqrt(20))},
+            "diagnostics": diagnostics}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(data_path, positions=traj.positions.astype(np.float32),
+                        potential_energies=traj.potential_energies)
+    write_json(meta_path, meta)
+    return traj, {**meta, "loaded_from": None}
 
 
 def coupling_flow(key, ic, args):
@@ -193,18 +265,17 @@ def main(argv=None):
     # the Boltzmann density of the internal coordinates (the Jacobian to positions included)
     target = InternalCoordinateTarget(ForceField(molecule.system, temperature=args.temperature),
                                       ic)
-    with timer(times, "md_s"):
-        traj = langevin_md(k_md, molecule.system, molecule.positions,
-                           temperature=args.temperature, n_samples=args.md_samples,
-                           interval=args.md_interval, equilibration=args.md_equilibration,
-                           replica_temperatures=args.replica_temperatures)
     to_internal = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
-    z = np.asarray(to_internal(jnp.asarray(traj.positions, jnp.float32)))
-    z_min = np.asarray(to_internal(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
-    n_train = len(z) * 4 // 5  # the last fifth (later in time) is held out
     rows = {int(a): i for i, a in enumerate(ic.atoms)}
     t0 = ic.torsions.start
     phi_psi = (t0 + rows[14] - 3, t0 + rows[16] - 3)
+    traj, reference = reference_md(
+        k_md, molecule,
+        lambda x: to_internal(jnp.asarray(x, jnp.float32))[:, phi_psi[0]], args)
+    times["md_s"] = reference["wall_time_s"]
+    z = np.asarray(to_internal(jnp.asarray(traj.positions, jnp.float32)))
+    z_min = np.asarray(to_internal(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
+    n_train = len(z) * 4 // 5  # the last fifth (later in time) is held out
     md = (z[:, phi_psi[0]], z[:, phi_psi[1]])
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -212,10 +283,8 @@ def main(argv=None):
         "md": {"samples": len(z), "mean_reduced_energy": float(traj.reduced_energies.mean()),
                "p_phi_positive": float(np.mean(md[0] > 0)), "time_s": times["md_s"],
                "replica_temperatures": list(traj.replica_temperatures),
-               "exchange_acceptance": (None if traj.exchange_acceptance is None
-                                       else traj.exchange_acceptance.tolist()),
-               "md_steps": (1 + len(traj.replica_temperatures)) * (
-                   args.md_equilibration + args.md_samples * args.md_interval)},
+               "exchange_acceptance": reference["exchange_acceptance"],
+               "md_steps": reference["md_steps"], "reference": reference},
         "objectives": {},
     }
     panels = [("MD", md, None)]

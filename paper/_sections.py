@@ -310,6 +310,9 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
     out = {
         "ADmdSamples": integer(r["md"]["samples"]),
         "ADmdPositive": num(r["md"]["p_phi_positive"], 3),
+        "ADmdPositiveGeyer": num(r["md"]["reference"]["p_phi_positive"]["stderr_geyer"], 2),
+        "ADmdPositiveBlocks": num(r["md"]["reference"]["p_phi_positive"]["stderr_20_blocks"],
+                                  2),
         "ADmdReplicas": integer(1 + len(r["md"]["replica_temperatures"])),
         "ADmdHottest": integer(max([r["config"]["temperature"],
                                     *r["md"]["replica_temperatures"]])),

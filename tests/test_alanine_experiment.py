@@ -3,10 +3,15 @@ replica-exchange MD; flows on internal coordinates train by forward KL, reverse 
 and are reweighted with the JAX force field; results.json carries what the script promises,
 and each log Z lies between its two bounds."""
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.mark.slow
@@ -18,6 +23,13 @@ def test_alanine_dipeptide_quick(quick_run):
     assert md["samples"] == 400 and 0 <= md["p_phi_positive"] <= 1
     assert md["replica_temperatures"] == [360.0] and 0 < md["exchange_acceptance"][0] <= 1
     assert md["md_steps"] == 2 * (500 + 400 * 20)
+    ref = md["reference"]
+    assert ref["seed"] == 0 and ref["loaded_from"] is None
+    assert ref["command"].startswith("python experiments/alanine_dipeptide.py --quick --seed 0")
+    assert ref["p_phi_positive"]["value"] == md["p_phi_positive"]
+    for obs in ("reduced_energy", "phi_positive"):
+        assert ref["diagnostics"][obs]["tau_int_frames"] >= 1 or md["p_phi_positive"] == 0
+    assert (tmp_path / "reference_md_quick.npz").is_file()
     assert set(r["objectives"]) == {"forward_kl", "reverse_kl", "fab"}
     for name, o in r["objectives"].items():
         assert math.isfinite(o["nll_train"]) and math.isfinite(o["nll_test"]), name
@@ -47,3 +59,40 @@ def test_alanine_dipeptide_quick(quick_run):
     for ext in ("png", "pdf"):
         for figure in ("ramachandran", "energies"):
             assert (tmp_path / f"{figure}.{ext}").stat().st_size > 1000
+
+
+def test_the_reference_md_is_saved_and_loaded_only_with_its_settings(tmp_path, monkeypatch):
+    """The first call runs the MD and saves it with its seed and command; the second, with the
+    same settings, loads it (running MD again would fail here); another seed runs again."""
+    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
+    ala = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ala)
+    import jax
+
+    molecule = ala.alanine_dipeptide()
+    argv = ["--quick", "--out", str(tmp_path), "--md-samples", "40", "--md-interval", "10",
+            "--md-equilibration", "50"]
+    def first_x(x):
+        return np.asarray(x)[:, 0, 0] - np.mean(np.asarray(x)[:, 0, 0])
+
+    made, meta = ala.reference_md(jax.random.key(1), molecule, first_x, ala.parse_args(argv))
+    assert meta["loaded_from"] is None and meta["seed"] == 0
+    assert meta["command"].endswith("--md-samples 40 --md-interval 10 --md-equilibration 50 "
+                                    "--temperature 300.0 --replica-temperatures 360")
+    assert made.positions.shape == (40, 22, 3) and meta["md_steps"] == 2 * (50 + 40 * 10)
+    p = meta["p_phi_positive"]
+    assert 0 < p["value"] < 1 and p["stderr_geyer"] > 0 and p["stderr_20_blocks"] > 0
+
+    def no_md(*a, **k):
+        raise AssertionError("the saved reference should have been loaded")
+
+    monkeypatch.setattr(ala, "langevin_md", no_md)
+    loaded, meta2 = ala.reference_md(jax.random.key(1), molecule, first_x, ala.parse_args(argv))
+    assert meta2["loaded_from"] == str(tmp_path / "reference_md_quick.npz")
+    np.testing.assert_allclose(loaded.positions, made.positions, rtol=1e-6)
+    np.testing.assert_array_equal(loaded.reduced_energies, made.reduced_energies)
+    assert loaded.replica_temperatures == made.replica_temperatures
+    np.testing.assert_array_equal(loaded.exchange_acceptance, made.exchange_acceptance)
+    with pytest.raises(AssertionError, match="should have been loaded"):  # other settings
+        ala.reference_md(jax.random.key(1), molecule, first_x,
+                         ala.parse_args(argv + ["--seed", "3"]))
