@@ -121,3 +121,71 @@ def energy_analysis(key, e_md, e_q, log_w) -> dict:
                  "reweighted": float(np.mean(e_q[pick]))},
         "non_finite_flow_energies": int((~ok).sum()),
     }
+
+
+def free_energy_profiles(md, flow, log_w, bins: int = 36, blocks: int = 20) -> dict:
+    """Free-energy profiles ``F(a) = -log p(bin)`` (kT; ``p`` the probability of each of
+    ``bins`` bins of [-π, π)) of phi and psi with per-bin standard errors: MD by batch means
+    over ``blocks`` consecutive blocks (its frames are correlated), the raw flow binomial,
+    the reweighted flow by the delta method (:func:`physgen.reweighting.expectation`); ``se(F)
+    = se(p) / p``. Summary per angle: over the bins the MD visits with p > 1e-3, the
+    largest |F_reweighted - F_MD| in units of their combined error and the fraction of bins
+    within 2 combined errors."""
+    edges = np.linspace(-np.pi, np.pi, bins + 1)
+    lw = jnp.asarray(log_w)
+    out = {"edges": edges.tolist(), "protocol": (
+        f"{bins} bins on [-π, π); MD: batch means of {blocks} consecutive blocks; flow: "
+        "binomial; reweighted: delta method; se(F) = se(p)/p")}
+    for name, a_md, a_q in (("phi", md[0], flow[0]), ("psi", md[1], flow[1])):
+        one_hot_md = np.eye(bins)[np.clip(np.digitize(a_md, edges) - 1, 0, bins - 1)]
+        one_hot_q = np.eye(bins)[np.clip(np.digitize(a_q, edges) - 1, 0, bins - 1)]
+        n_blocks = len(a_md) // blocks * blocks
+        block_p = one_hot_md[:n_blocks].reshape(blocks, -1, bins).mean(1)
+        p = {"md": (one_hot_md.mean(0), block_p.std(0, ddof=1) / np.sqrt(blocks))}
+        pq = one_hot_q.mean(0)
+        p["flow"] = (pq, np.sqrt(pq * (1 - pq) / len(a_q)))
+        est = rw.expectation(lw, jnp.asarray(one_hot_q, lw.dtype))
+        p["reweighted"] = (np.asarray(est.value, np.float64), np.asarray(est.stderr, np.float64))
+        prof = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for k, (v, se) in p.items():
+                prof[k] = {"F": np.where(v > 0, -np.log(v), np.inf),
+                           "se": np.where(v > 0, se / v, np.inf)}
+        seen = p["md"][0] > 1e-3
+        diff = np.abs(prof["reweighted"]["F"] - prof["md"]["F"])[seen]
+        z = diff / np.hypot(prof["reweighted"]["se"], prof["md"]["se"])[seen]
+        out[name] = {k: {"F": [None if not np.isfinite(f) else float(f) for f in d["F"]],
+                         "se": [None if not np.isfinite(s) else float(s) for s in d["se"]]}
+                     for k, d in prof.items()}
+        out[name]["reweighted_vs_md"] = {
+            "max_abs_z": float(np.nanmax(np.where(np.isfinite(z), z, np.inf))) if len(z)
+            else None, "fraction_within_2_se": float(np.mean(z <= 2)),
+            "bins_compared": int(seen.sum())}
+    return out
+
+
+def plot_free_energy(path, profiles):
+    """``F(phi)`` and ``F(psi)`` with error bars: MD, and per objective the flow and the
+    reweighted flow (``profiles``: objective -> :func:`free_energy_profiles`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(profiles), 2, figsize=(9, 3.0 * len(profiles)), squeeze=False)
+    for row, (objective, prof) in zip(axes, profiles.items(), strict=True):
+        edges = np.asarray(prof["edges"])
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        for ax, angle in zip(row, ("phi", "psi"), strict=True):
+            for kind, style in (("md", "k-"), ("flow", "C0--"), ("reweighted", "C1-")):
+                f = np.array([np.nan if v is None else v for v in prof[angle][kind]["F"]])
+                se = np.array([np.nan if v is None else v for v in prof[angle][kind]["se"]])
+                ax.errorbar(mid, f, yerr=se, fmt=style, capsize=2, lw=1, ms=2,
+                            label="MD" if kind == "md" else kind)
+            ax.set(title=f"{objective}: F({angle})", xlabel=f"{angle} (rad)", ylabel="F / kT",
+                   ylim=(0, 14))
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(path.with_suffix(f".{ext}"), dpi=120)
+    plt.close(fig)

@@ -329,5 +329,8 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
             f"AD{tag}khat": num(x["pareto_khat"], 2) if x else "--",
             f"AD{tag}trainTime": num(times[f"{name}_train_s"], 3) if x else "--",
             f"AD{tag}weighTime": num(times[f"{name}_sample_and_weigh_s"], 3) if x else "--",
+            f"AD{tag}ProfileWithin": num(sum(  # phi and psi together
+                x["free_energy"][a]["reweighted_vs_md"]["fraction_within_2_se"]
+                for a in ("phi", "psi")) / 2, 2) if x else "--",
         })
     return out

@@ -106,7 +106,8 @@ EXPERIMENTS: list[Experiment] = [
         numbers=_particles_numbers),
     Experiment(
         "alanine", "experiments/alanine_dipeptide.py", ("--quick",), (),
-        figures={"ramachandran": "alanine_ramachandran", "energies": "alanine_energies"},
+        figures={"ramachandran": "alanine_ramachandran", "energies": "alanine_energies",
+                 "free_energy": "alanine_free_energy"},
         tables=_alanine_tables,
         numbers=_alanine_numbers),
     Experiment(

@@ -50,6 +50,16 @@ def test_alanine_dipeptide_quick(quick_run):
         assert set(e["e_w2"]) == {"flow", "reweighted", "md_halves"}, name
         assert all(math.isfinite(v) and v >= 0 for v in e["e_w2"].values()), e
         assert e["mean"]["md"] == pytest.approx(md["mean_reduced_energy"], rel=1e-12)
+        fe = o["free_energy"]
+        for angle in ("phi", "psi"):
+            for kind in ("md", "flow", "reweighted"):
+                assert len(fe[angle][kind]["F"]) == len(fe[angle][kind]["se"]) == 36
+            # F = -log p: the MD's profile normalises, and each error is positive where p > 0
+            p_md = [math.exp(-f) for f in fe[angle]["md"]["F"] if f is not None]
+            assert sum(p_md) == pytest.approx(1.0, abs=1e-9)
+            assert all(s > 0 for s in fe[angle]["md"]["se"] if s is not None)
+            within = fe[angle]["reweighted_vs_md"]["fraction_within_2_se"]
+            assert 0 <= within <= 1 and fe[angle]["reweighted_vs_md"]["bins_compared"] > 0
         w2 = t["w2_torus"]  # at most the torus' diameter, π√2
         assert w2["samples"] == 200 and all(0 < w2[k] <= math.pi * math.sqrt(2) for k in (
             "flow", "reweighted", "md_halves")), w2
@@ -57,7 +67,7 @@ def test_alanine_dipeptide_quick(quick_run):
     assert evals["forward_kl"] == 0 and evals["reverse_kl"] == 20 * 64
     assert evals["fab"] > evals["reverse_kl"]  # AIS: several evaluations per sample
     for ext in ("png", "pdf"):
-        for figure in ("ramachandran", "energies"):
+        for figure in ("ramachandran", "energies", "free_energy"):
             assert (tmp_path / f"{figure}.{ext}").stat().st_size > 1000
 
 
