@@ -152,8 +152,10 @@ def free_energy_profiles(md, flow, log_w, bins: int = 36, blocks: int = 20) -> d
                 prof[k] = {"F": np.where(v > 0, -np.log(v), np.inf),
                            "se": np.where(v > 0, se / v, np.inf)}
         seen = p["md"][0] > 1e-3
-        diff = np.abs(prof["reweighted"]["F"] - prof["md"]["F"])[seen]
-        z = diff / np.hypot(prof["reweighted"]["se"], prof["md"]["se"])[seen]
+        f_rw, f_md = prof["reweighted"]["F"][seen], prof["md"]["F"][seen]
+        err = np.hypot(prof["reweighted"]["se"][seen], prof["md"]["se"][seen])
+        with np.errstate(invalid="ignore"):  # a bin the weights leave empty: |z| = inf
+            z = np.where(np.isfinite(f_rw), np.abs(f_rw - f_md) / err, np.inf)
         out[name] = {k: {"F": [None if not np.isfinite(f) else float(f) for f in d["F"]],
                          "se": [None if not np.isfinite(s) else float(s) for s in d["se"]]}
                      for k, d in prof.items()}

@@ -389,9 +389,10 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
     log_w = np.where(finite, log_w, -np.inf)
     phi_q, psi_q = zs[:, phi_psi[0]], zs[:, phi_psi[1]]
     w = np.asarray(rw.normalised_weights(jnp.asarray(log_w)))
+    lq = np.asarray(log_q(flow, std, jnp.asarray(z)))  # one call (one compilation) for both
     r = {
-        "nll_train": float(-jnp.mean(log_q(flow, std, jnp.asarray(z[:n_train])))),
-        "nll_test": float(-jnp.mean(log_q(flow, std, jnp.asarray(z[n_train:])))),
+        "nll_train": float(-np.mean(lq[:n_train])),
+        "nll_test": float(-np.mean(lq[n_train:])),
         **weights_dict(jnp.asarray(log_w), "flow weights"),
         "non_finite_weights": int((~finite).sum()),
         "flow_p_phi_positive": float(np.mean(phi_q > 0)),
