@@ -82,6 +82,7 @@ def test_the_reference_md_is_saved_and_loaded_only_with_its_settings(tmp_path, m
     molecule = ala.alanine_dipeptide()
     argv = ["--quick", "--out", str(tmp_path), "--md-samples", "40", "--md-interval", "10",
             "--md-equilibration", "50"]
+
     def first_x(x):
         return np.asarray(x)[:, 0, 0] - np.mean(np.asarray(x)[:, 0, 0])
 

@@ -118,6 +118,29 @@ def test_z2_symmetrized_refuses_a_model_without_density():
         Z2Symmetrized(lambda x: x)
 
 
+def test_rings_closed_form_is_the_gaussian_averaged_over_each_circle(x64):
+    """The Bessel form equals the noise Gaussian averaged over 4,096 equally spaced points of
+    each circle (NumPy, float64; the trapezoidal rule is spectrally accurate on a circle), at
+    random points, at the origin and far outside; its gradient is finite at the origin."""
+    from scipy.special import logsumexp
+
+    from physgen.datasets import Rings
+
+    ds = Rings()
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-4, 4, (200, 2)), [[0.0, 0.0], [9.0, -7.0]]])
+    a = 2 * np.pi * np.arange(4096) / 4096
+    s2 = ds.noise**2
+    nodes = np.concatenate([r * np.stack([np.cos(a), np.sin(a)], -1) for r in ds.radii])
+    d2 = np.sum((x[:, None, :] - nodes[None]) ** 2, -1)
+    ref = logsumexp(-d2 / (2 * s2), axis=1) - np.log(len(nodes)) - np.log(2 * np.pi * s2)
+    got = np.asarray(ds.log_prob(jnp.asarray(x)))
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-10)
+    assert got[-1] < -1000 and np.isfinite(got[-1])  # far out: no underflow to -inf
+    grad = jax.grad(lambda y: ds.log_prob(y[None])[0])(jnp.zeros(2))
+    np.testing.assert_array_equal(np.asarray(grad), 0.0)
+
+
 @pytest.mark.parametrize("name, entropy", [("moons", 2.3957), ("8gaussians", 2.8327),
                                            ("rings", 2.6237), ("checkerboard", 3.4657)])
 def test_toy_densities_integrate_to_one_and_have_the_reference_entropy(x64, name, entropy):
