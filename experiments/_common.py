@@ -241,6 +241,25 @@ def write_json(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
+def load_reference(stem: Path, settings: dict, seed: int):
+    """``(meta, arrays)`` of a reference saved as ``stem``.json/.npz by :func:`save_reference`
+    with these ``settings`` and ``seed``; ``None`` when missing or made otherwise."""
+    meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    if meta_path.exists() and data_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta["settings"] == settings and meta["seed"] == seed:
+            with np.load(data_path) as f:
+                return meta, dict(f)
+    return None
+
+
+def save_reference(stem: Path, meta: dict, **arrays) -> None:
+    """Write ``arrays`` to ``stem``.npz and ``meta`` (with its settings and seed) to .json."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(stem.with_suffix(".npz"), **arrays)
+    write_json(stem.with_suffix(".json"), meta)
+
+
 def machine() -> dict:
     dev = jax.devices()[0]
     return {

@@ -37,7 +37,6 @@ energies.png (energy histograms) and free_energy.png (the profiles) to --out.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -58,7 +57,9 @@ from _alanine_analysis import (  # noqa: E402
 )
 from _common import (  # noqa: E402
     estimate_dict,
+    load_reference,
     machine,
+    save_reference,
     script_parser,
     timer,
     train,
@@ -136,22 +137,17 @@ def reference_md(key, molecule, phi_of, args) -> tuple[Trajectory, dict]:
                 "md_equilibration": args.md_equilibration, "temperature": args.temperature,
                 "replica_temperatures": [float(t) for t in args.replica_temperatures]}
     stem = args.reference_dir / f"reference_md{'_quick' if args.quick else ''}"
-    meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    if meta_path.exists() and data_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta["settings"] == settings and meta["seed"] == args.seed:
-            print(f"reference MD loaded from {data_path}")
-            with np.load(data_path) as f:
-                traj = Trajectory(positions=f["positions"],
-                                  potential_energies=f["potential_energies"],
-                                  temperature=args.temperature, timestep=meta["timestep_ps"],
-                                  interval=args.md_interval,
-                                  equilibration=args.md_equilibration,
-                                  replica_temperatures=tuple(settings["replica_temperatures"]),
-                                  exchange_acceptance=(None if meta["exchange_acceptance"] is None
-                                                       else np.asarray(
-                                                           meta["exchange_acceptance"])))
-            return traj, {**meta, "loaded_from": str(data_path)}
+    saved = load_reference(stem, settings, args.seed)
+    if saved is not None:
+        meta, f = saved
+        print(f"reference MD loaded from {stem.with_suffix('.npz')}")
+        acc = meta["exchange_acceptance"]
+        traj = Trajectory(positions=f["positions"], potential_energies=f["potential_energies"],
+                          temperature=args.temperature, timestep=meta["timestep_ps"],
+                          interval=args.md_interval, equilibration=args.md_equilibration,
+                          replica_temperatures=tuple(settings["replica_temperatures"]),
+                          exchange_acceptance=None if acc is None else np.asarray(acc))
+        return traj, {**meta, "loaded_from": str(stem.with_suffix(".npz"))}
     t0 = time.perf_counter()
     traj = langevin_md(key, molecule.system, molecule.positions, temperature=args.temperature,
                        n_samples=args.md_samples, interval=args.md_interval,
@@ -180,10 +176,8 @@ def reference_md(key, molecule, phi_of, args) -> tuple[Trajectory, dict]:
             "p_phi_positive": {"value": float(p), "stderr_geyer": float(se),
                                "stderr_20_blocks": float(blocks.std(ddof=1) / np.sqrt(20))},
             "diagnostics": diagnostics}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(data_path, positions=traj.positions.astype(np.float32),
-                        potential_energies=traj.potential_energies)
-    write_json(meta_path, meta)
+    save_reference(stem, meta, positions=traj.positions.astype(np.float32),
+                   potential_energies=traj.potential_energies)
     return traj, {**meta, "loaded_from": None}
 
 

@@ -21,7 +21,6 @@ distances, training loss) to --out.
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     cosine_adam,
     estimate_dict,
+    load_reference,
     machine,
+    save_reference,
     script_parser,
     weights_dict,
     weights_text,
@@ -141,12 +142,10 @@ def reference(system, cfg, args, target):
                + (" --quick" if args.quick else "")
                + "".join(f" --{k} {mcmc[k]}" for k in ("chains", "samples", "thinning")))
     stem = args.reference_dir / f"reference_{system}{'_quick' if args.quick else ''}"
-    meta_path, data_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    if meta_path.exists() and data_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta["settings"] == mcmc and meta["seed"] == args.seed:
-            print(f"[{system}] reference loaded from {data_path.name}")
-            return np.load(data_path)["samples"], meta
+    saved = load_reference(stem, mcmc, args.seed)
+    if saved is not None:
+        print(f"[{system}] reference loaded from {stem.with_suffix('.npz').name}")
+        return saved[1]["samples"], saved[0]
     print(f"[{system}] reference: HMC, {mcmc}")
     k_pos, k_run = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 1))
     x0 = initial_positions(k_pos, system, target, mcmc["chains"], cfg["spread"])
@@ -171,10 +170,8 @@ def reference(system, cfg, args, target):
             "num_energy_evals": int(res.num_energy_evals),
             "acceptance_rate": float(np.mean(res.acceptance_rate)),
             "diagnostics (thinned samples)": diag}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(data_path, samples=x.reshape((-1,) + target.event_shape),
-                        energies=energy.reshape(-1))
-    write_json(meta_path, meta)
+    save_reference(stem, meta, samples=x.reshape((-1,) + target.event_shape),
+                   energies=energy.reshape(-1))
     return x.reshape((-1,) + target.event_shape), meta
 
 
