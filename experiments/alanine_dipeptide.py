@@ -41,7 +41,6 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,6 +53,15 @@ from _alanine_analysis import (  # noqa: E402
     plot_energies,
     plot_free_energy,
     torsion_analysis,
+)
+from _alanine_flow import (  # noqa: E402
+    coupling_flow,
+    energy_at,
+    log_q,
+    log_weights_at,
+    reduced_energies,
+    sample_and_log_weights,
+    standardisation,
 )
 from _common import (  # noqa: E402
     estimate_dict,
@@ -71,7 +79,6 @@ from _common import (  # noqa: E402
 import physgen.bijections as pb  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
 from physgen.diagnostics import integrated_autocorrelation_time, mean_and_mcse  # noqa: E402
-from physgen.distributions import NormalWithAngles, Transformed  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
 from physgen.targets import (  # noqa: E402
     ForceField,
@@ -181,61 +188,6 @@ def reference_md(key, molecule, phi_of, args) -> tuple[Trajectory, dict]:
     return traj, {**meta, "loaded_from": None}
 
 
-def coupling_flow(key, ic, args):
-    """Per layer: a spline coupling on half the bonds and angles, then a circular spline
-    coupling on half the torsions (alternating halves), each conditioned on all the rest."""
-    dim = ic.shape[0]
-    angles = np.zeros(dim, bool)
-    angles[ic.torsions] = True
-    real, torsion = np.flatnonzero(~angles), np.flatnonzero(angles)
-    layers = []
-    for i, k in enumerate(jax.random.split(key, 2 * args.layers)):
-        parity = (i // 2) % 2
-        if i % 2 == 0:
-            moved, transformer = real[parity::2], pb.SplineTransformer(args.bins, 5.0)
-        else:
-            moved, transformer = torsion[parity::2], pb.CircularSplineTransformer(args.bins)
-        keep = np.ones(dim, bool)
-        keep[moved] = False
-        partition = pb.FlatPartition(dim, mask=keep)
-        conditioner = pb.MLPConditioner(partition, transformer, key=k, width=args.width,
-                                        depth=2, circular=angles)
-        layers.append(pb.Coupling(partition, transformer, conditioner))
-    return Transformed(NormalWithAngles((dim,), angles), pb.Chain(layers)), angles
-
-
-@eqx.filter_jit
-def _curvatures(target, z):
-    """``∂²E/∂z_i²`` ``(60,)`` at ``z``: central differences of the gradient, steps 1e-3 of
-    each coordinate (relative, at least 1e-4), within ~1e-3 of the exact diagonal of the
-    Hessian, which takes twice as long to compile."""
-    eps = 1e-3 * jnp.maximum(jnp.abs(z), 0.1)
-    grad = jax.vmap(jax.grad(target.energy))
-    return jnp.diag(grad(z + jnp.diag(eps)) - grad(z - jnp.diag(eps))) / (2 * eps)
-
-
-@eqx.filter_jit
-def _energy(target, u):
-    return target.energy(u)
-
-
-def standardisation(z_train, z_min, target, angles):
-    """The map ``z = loc + scale · u`` from the flow's coordinates ``u`` to internal ones
-    (torsions unchanged). With MD data (``z_train``): the data's mean and standard deviation.
-    Data-free: the minimum ``z_min`` and the Laplace widths ``(∂²E/∂z_i²)^(-1/2)`` there (E in
-    kT; each bond's and angle's harmonic width with the other coordinates held)."""
-    if z_train is not None:
-        loc, scale = z_train.mean(0), z_train.std(0)
-    else:
-        curvature = np.asarray(_curvatures(target, jnp.asarray(z_min)))
-        if np.any(curvature[~angles] <= 0):
-            raise ValueError("the structure is not a minimum: a bond or angle has curvature "
-                             f"<= 0 ({np.flatnonzero(curvature[~angles] <= 0)})")
-        loc, scale = z_min, 1.0 / np.sqrt(np.where(angles, 1.0, curvature))
-    return pb.Affine(np.where(angles, 0.0, loc).astype(np.float32),
-                     np.where(angles, 1.0, scale).astype(np.float32))
-
-
 def train_objective(name, key, flow, u_target, u_train, u_min, args):
     """Train ``flow`` on ``u`` by ``name``; returns ``(flow, history, energy evaluations)``.
     Data-free training sees the energy softened above ``--energy-high`` over that of the
@@ -244,7 +196,7 @@ def train_objective(name, key, flow, u_target, u_train, u_min, args):
         flow, history = train(key, flow, MaximumLikelihood(), args, steps=args.steps,
                               lr=args.lr, data=u_train)
         return flow, history, 0
-    e_min = float(_energy(u_target, jnp.asarray(u_min)))
+    e_min = float(energy_at(u_target, jnp.asarray(u_min)))
     soft = LinLogCut(u_target, e_min + args.energy_high, e_min + 1e30)
     if name == "reverse_kl":
         flow, history = train(key, flow, ReverseKL(soft, args.batch_size), args,
@@ -294,7 +246,7 @@ def main(argv=None):
     panels = [("MD", md, None)]
     energies, stds, profiles = {}, {}, {}  # the data-free objectives share a standardisation
     for name in args.objectives:
-        flow, angles = coupling_flow(k_flow, ic, args)
+        flow, angles = coupling_flow(k_flow, ic, args.layers, args.bins, args.width)
         kind = "data" if name == "forward_kl" else "data-free"
         if kind not in stds:
             stds[kind] = standardisation(z[:n_train] if kind == "data" else None, z_min, target,
@@ -339,36 +291,6 @@ def main(argv=None):
     plot_energies(out / "energies.png", traj.reduced_energies, energies)
     plot_free_energy(out / "free_energy.png", profiles)
     return results
-
-
-# compiled once for all objectives: their flows share one structure
-@eqx.filter_jit
-def log_q(flow, std, z):
-    """``log q(z)`` ``(n,)`` in internal coordinates ``z`` ``(n, 60)`` (nats): the flow's
-    density of ``u`` and the standardisation's log-det."""
-    u, log_det = jax.vmap(std.inverse_and_log_det)(z)
-    return flow.log_prob(u) + log_det
-
-
-@eqx.filter_jit
-def log_weights_at(flow, std, u_target, z):
-    """``log w = log p̃(z) - log q(z)`` ``(n,)`` at given ``z`` ``(n, 60)``."""
-    u = jax.vmap(std.inverse)(z)
-    return jax.vmap(u_target.log_density)(u) - flow.log_prob(u)
-
-
-@eqx.filter_jit
-def sample_and_log_weights(flow, std, u_target, key, n: int):
-    """``n`` flow samples in internal coordinates ``(n, 60)`` and their log-weights."""
-    us, lq = flow.sample_and_log_prob(key, (n,))
-    return jax.vmap(std.transform)(us), jax.vmap(u_target.log_density)(us) - lq
-
-
-@eqx.filter_jit
-def reduced_energies(ic_target, z):
-    """``U(x(z)) / kT`` ``(n,)`` of internal coordinates ``z`` ``(n, 60)``: the force field's
-    energy of the positions, as MD reports it (no Jacobian)."""
-    return jax.vmap(lambda v: ic_target.target.energy(ic_target.positions(v)))(z)
 
 
 def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, args):
