@@ -56,11 +56,33 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+# the quick runs' compilation: LLVM's backend at level 0 and XLA:CPU's older elemental
+# emitters in place of its fusion emitters (both compile faster; a caller's choice is kept)
+_QUICK_XLA_FLAGS = {"xla_backend_optimization_level": "0", "xla_cpu_use_fusion_emitters": "false"}
+
+
 def _quick_compilation(env) -> dict[str, str]:
     flags = env.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:  # a caller's choice is kept
-        flags = f"{flags} --xla_backend_optimization_level=0".strip()
+    for flag, value in _QUICK_XLA_FLAGS.items():
+        if flag not in flags:
+            flags = f"{flags} --{flag}={value}".strip()
     return {**env, "XLA_FLAGS": flags}
+
+
+def _reproduce():
+    """``paper/reproduce.py``, whose runner the quick runs use (its log kept, a failure
+    raised with the log's end)."""
+    sys.path.insert(0, str(ROOT / "paper"))
+    import reproduce
+
+    return reproduce
+
+
+def _run_quick(experiment, build: Path) -> dict:
+    """``experiment`` run with its quick arguments into ``build/NAME``, compiled for speed
+    (see ``quick_run``)."""
+    return _reproduce().run_experiment(experiment, build, quick=True,
+                                       env=_quick_compilation(os.environ))
 
 
 @pytest.fixture(scope="session")
@@ -71,18 +93,18 @@ def quick_run(tmp_path_factory, request):
     The paper test collects the same folders, so no quick experiment runs twice.
 
     These runs smoke-test the experiments' pipelines on tiny problems, and compiling is
-    most of their time: they compile with LLVM's backend optimisation level 0 (XLA's own
-    graph optimisations stay on; the arithmetic is the same IEEE arithmetic, the last bits
-    may differ, as between two CPUs), about a quarter less time per run. The tests' exact
-    references are checked in-process, with JAX's default compilation."""
-    sys.path.insert(0, str(ROOT / "paper"))
-    import reproduce
-
+    most of their time: they compile with LLVM's backend optimisation level 0 and with
+    XLA:CPU's elemental emitters instead of its fusion emitters (XLA's own graph
+    optimisations stay on; the arithmetic is the same IEEE arithmetic, the last bits may
+    differ, as between two CPUs), a fifth to a half less time per run than JAX's default.
+    The tests' exact references are checked in-process, with JAX's default compilation: the
+    elemental emitters took a float64 adaptive ODE solve at rtol 1e-9 past its step limit
+    (``test_cnf_density_integrates_to_one_on_the_subspace``)."""
     base = tmp_path_factory.getbasetemp()
     worker = hasattr(request.config, "workerinput")  # an xdist worker (also without xdist)
     shared = (base.parent if worker else base) / "quick-runs"
     shared.mkdir(exist_ok=True)
-    experiments = {e.name: e for e in reproduce.EXPERIMENTS}
+    experiments = {e.name: e for e in _reproduce().EXPERIMENTS}
 
     def run(name: str) -> Path:
         out = shared / name
@@ -90,10 +112,23 @@ def quick_run(tmp_path_factory, request):
             status = out / "status.json"
             if not status.exists():
                 out.mkdir(exist_ok=True)
-                info = reproduce.run_experiment(experiments[name], shared, quick=True,
-                                                env=_quick_compilation(os.environ))
+                info = _run_quick(experiments[name], shared)
                 status.write_text(json.dumps(info))
         return out
+
+    return run
+
+
+@pytest.fixture
+def run_script(tmp_path):
+    """``run_script(script, *args) -> folder``: ``script`` (relative to the repository) run
+    with ``args`` in a subprocess compiled as the quick runs are (see ``quick_run``), its
+    outputs in the returned folder under ``tmp_path``. For a test's own smoke run of an
+    experiment with other arguments than its shared quick run."""
+    def run(script: str, *args: str) -> Path:
+        name = Path(script).stem
+        _run_quick(_reproduce().Experiment(name, script, tuple(args)), tmp_path)
+        return tmp_path / name
 
     return run
 

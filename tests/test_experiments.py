@@ -88,25 +88,25 @@ def test_scaling_benchmark_quick(quick_run):
 
 
 @pytest.mark.slow
-def test_diffusion_toy2d_quick(tmp_path):
-    _load("diffusion_toy2d").main(["--quick", "--no-progress", "--out", str(tmp_path)])
-    r = json.loads((tmp_path / "results.json").read_text())
+def test_diffusion_toy2d_quick(run_script):
+    out = run_script("experiments/diffusion_toy2d.py", "--quick")
+    r = json.loads((out / "results.json").read_text())
     for run in r["runs"]:
         gap = run["gap_nll_minus_entropy"]
         assert math.isfinite(gap["value"]) and gap["stderr"] > 0, run
         assert gap["value"] > -4 * gap["stderr"]  # KL(p||q) >= 0 up to noise
 
 
-def test_lattice_conv_benchmark_quick(tmp_path):
+def test_lattice_conv_benchmark_quick(run_script):
     """Both forms of the periodic convolution are timed and give the same loss and gradient."""
-    _load("lattice_conv", EXPERIMENTS / "benchmarks").main(["--quick", "--out", str(tmp_path)])
-    r = json.loads((tmp_path / "results.json").read_text())
+    out = run_script("experiments/benchmarks/lattice_conv.py", "--quick")
+    r = json.loads((out / "results.json").read_text())
     (row,) = r["rows"]
     for context in ("single_net", "scanned_layers"):
         q = row[context]
         assert q["loss_relative_difference"] < 1e-5 and q["grad_max_relative_difference"] < 1e-4
         assert all(t > 0 for t in q["grad_time_s"].values())
-    assert (tmp_path / "lattice_conv.png").stat().st_size > 1000
+    assert (out / "lattice_conv.png").stat().st_size > 1000
 
 
 def test_vs_flowjax_profile_splits_the_sampling_time():

@@ -82,12 +82,13 @@ def test_segments_continue_one_run_with_its_schedule():
 
 
 @pytest.mark.slow
-def test_gmm40_quick_with_the_affine_flow(tmp_path):
+def test_gmm40_quick_with_the_affine_flow(run_script):
     """The 40-mode mixture with RealNVP couplings (the many-well quick run shared with the
     paper test trains the spline flow)."""
     flow = "realnvp"
-    r = _load().main(["--quick", "--target", "gmm40", "--methods", "fab_buffer", "--flow", flow,
-                      "--out", str(tmp_path)])
+    out = run_script("experiments/benchmarks/manywell.py", "--quick", "--target", "gmm40",
+                     "--methods", "fab_buffer", "--flow", flow)
+    r = json.loads((out / "results.json").read_text())
     assert r["exact_log_Z"] == 0.0 and r["settings"]["flow"] == flow
     s = r["methods"]["fab_buffer"]["summary"]
     assert 0 < s["ess_fraction_mean"] <= 1 and 0 <= s["fraction_modes_covered_mean"] <= 1
@@ -96,7 +97,7 @@ def test_gmm40_quick_with_the_affine_flow(tmp_path):
     # exact log Z = 0; a 6-iteration flow misses modes, so only the sign of a gross error
     # is tested: the estimate cannot exceed log Z by more than its error (IS is biased low)
     assert seed["log_Z_error"] < 5 * seed["log_Z_stderr"] + 0.1, seed
-    assert (tmp_path / "gmm40.png").stat().st_size > 0
+    assert (out / "gmm40.png").stat().st_size > 0
 
 
 def test_first_seed_extends_an_earlier_run_with_the_same_numbers(tmp_path):
