@@ -50,8 +50,11 @@ class EGNNLayer(eqx.Module):
         edge_in = jnp.concatenate([hi, hj, d2[..., None]], axis=-1)
         m = jax.vmap(jax.vmap(self.edge))(edge_in) * off_diagonal[..., None]
         w = jax.vmap(jax.vmap(self.coord))(m)[..., 0]
-        # the diagonal's sqrt(0) has an infinite derivative even where it is masked out
-        dist = jnp.sqrt(jnp.where(off_diagonal, d2, 1.0))
+        # |x_i - x_j|, whose sqrt has an infinite slope at 0 (the diagonal, and coinciding
+        # particles): the inner where keeps it out of the derivative, which is then exact
+        # (d/dΔ [Δ / (|Δ| + 1)] = I at Δ = 0), not NaN
+        apart = d2 > 0
+        dist = jnp.where(apart, jnp.sqrt(jnp.where(apart, d2, 1.0)), 0.0)
         w = jnp.where(off_diagonal, w / (dist + 1.0), 0.0)
         x = x + jnp.einsum("ij,ijk->ik", w, diff) / (n - 1)
         h = h + jax.vmap(self.node)(jnp.concatenate([h, jnp.sum(m, axis=1) / (n - 1)], -1))
