@@ -275,8 +275,9 @@ def test_fixed_step_hmc_chains_are_identical_sample_for_sample(results):
     assert a.shape == (8, 100, 2)
     assert np.std(a[:, :, 0]) > 0.1  # the chains move
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(
-        sharded["hmc_fixed_acceptance_32"], single["hmc_fixed_acceptance_32"]
+    # the acceptance rate is a mean over the samples: equal up to the order of its sum
+    np.testing.assert_allclose(
+        sharded["hmc_fixed_acceptance_32"], single["hmc_fixed_acceptance_32"], rtol=5e-7
     )
     assert int(sharded["hmc_fixed_evals_32"]) == int(single["hmc_fixed_evals_32"])
 
