@@ -91,15 +91,21 @@ from physgen.targets import (  # noqa: E402
 )
 
 FULL = dict(md_samples=400_000, md_interval=25, md_equilibration=20_000, layers=4, width=64,
-            bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=20_000, fab_steps=1000,
+            bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=80_000, fab_steps=1000,
             fab_intermediate=4, buffer=16_384, energy_high=1000.0)
 QUICK = dict(md_samples=400, md_interval=20, md_equilibration=500, layers=1, width=16,
              bins=4, steps=20, batch_size=64, lr=1e-3, weighted=256, fab_steps=10,
              fab_intermediate=1, buffer=0, energy_high=1000.0)
-# a geometric ladder (ratio 1.2): neighbouring replicas swap about half the time
-REPLICAS = dict(full=[360.0, 432.0, 518.0, 622.0], quick=[360.0])
+# a geometric ladder (ratio 1.2): neighbouring replicas swap about half the time. It reaches
+# 1290 K because phi crosses its barrier only when hot (one Langevin ns: no crossing at 622 K,
+# 22 at 900 K, 61 at 1200 K); the 300 K indicator of phi > 0 has tau_int ~ 3,900 frames with
+# the ladder cut at 622 K and ~ 120 with this one
+REPLICAS = dict(full=[360.0, 432.0, 518.0, 622.0, 746.0, 896.0, 1075.0, 1290.0],
+                quick=[360.0])
 OBJECTIVES = ("forward_kl", "reverse_kl", "fab")
 NOTES = dict(buffer="FAB's replay buffer size; 0: FAB without buffer",
+             weighted="flow samples drawn and weighed per objective (a reweighted "
+                      "histogram's KL to MD is biased up by about (bins - 1)/(2 ESS))",
              fab_intermediate="FAB's AIS intermediate densities",
              fab_steps="FAB's training steps (an AIS run every 4)",
              energy_high="data-free training: energies more than this above the minimum's "
