@@ -123,6 +123,46 @@ def energy_analysis(key, e_md, e_q, log_w) -> dict:
     }
 
 
+# Alanine dipeptide's stereo-centres (centre, a, b, c): CA (N, C, CB) and the labelled
+# hydrogens of the three methyl groups (ACE CH3, CB, NME CH3). The force field gives each
+# combination of their handednesses the same energy (mirror symmetry; identical hydrogens), so
+# the Boltzmann density of labelled internal coordinates has 16 equal copies of the molecule.
+# MD stays in the copy it starts in (changing one means passing a bond through a carbon); a
+# data-free flow need not.
+STEREO_CENTRES = {"CA": (8, 6, 14, 10), "ACE CH3": (1, 0, 2, 3), "CB": (10, 11, 12, 13),
+                  "NME CH3": (18, 19, 20, 21)}
+
+
+def stereo_signs(x) -> np.ndarray:
+    """The handedness ``sign det[x_a - x_c, x_b - x_c, x_d - x_c]`` of each of
+    ``STEREO_CENTRES``, ``(n, 4)`` int, of positions ``x`` ``(n, 22, 3)``."""
+    x = np.asarray(x, np.float64)
+    c, a, b, d = (np.array(i) for i in zip(*STEREO_CENTRES.values(), strict=True))
+    det = np.einsum("nki,nki->nk", np.cross(x[:, a] - x[:, c], x[:, b] - x[:, c]),
+                    x[:, d] - x[:, c])
+    return np.sign(det).astype(int)
+
+
+def stereo_analysis(md_copy, signs, log_w) -> dict:
+    """How the flow's samples (handedness ``signs`` ``(n, 4)``, log-weights ``(n,)``) spread
+    over the stereo copies: the raw and reweighted fractions in MD's copy ``md_copy`` ``(4,)``,
+    the copies visited, and log Z of MD's copy alone (weights outside it set to zero). A flow
+    spread over copies estimates log Z of all it covers, up to log 16 above MD's copy."""
+    inside = np.all(signs == np.asarray(md_copy), axis=1)
+    lw = jnp.asarray(log_w)
+    copies = {"".join("+" if v > 0 else "-" for v in row): float(np.mean(np.all(
+        signs == row, axis=1))) for row in np.unique(signs, axis=0)}
+    return {
+        "centres": list(STEREO_CENTRES), "md_copy": [int(v) for v in md_copy],
+        "flow_fraction_in_md_copy": float(np.mean(inside)),
+        "reweighted_mass_in_md_copy": estimate_dict(rw.expectation(
+            lw, jnp.asarray(inside, lw.dtype))),
+        "flow_fraction_per_copy": copies,
+        "log_Z_md_copy": (estimate_dict(rw.log_Z(jnp.where(jnp.asarray(inside), lw, -jnp.inf)))
+                          if inside.any() else None),
+    }
+
+
 def free_energy_profiles(md, flow, log_w, bins: int = 36, blocks: int = 20) -> dict:
     """Free-energy profiles ``F(a) = -log p(bin)`` (kT; ``p`` the probability of each of
     ``bins`` bins of [-π, π)) of phi and psi with per-bin standard errors: MD by batch means

@@ -28,6 +28,13 @@ on the torus, energy evaluations and wall times.
 
 Also the E-W2 (kT) of the force-field energies against MD (flow, reweighted; MD half vs half).
 
+Also the stereo copies: the force field gives the mirror image and every swap of two hydrogens
+of a methyl group the same energy, so the density of labelled internal coordinates has 16
+equal copies of the molecule (CA's chirality, the handedness of each methyl's labelled
+hydrogens). MD stays in one; a data-free flow may spread over several, and its log Z then
+counts all it covers. Reported: the raw and reweighted fractions in MD's copy, the copies
+visited, and log Z of MD's copy alone.
+
 Also free-energy profiles F(phi), F(psi) with per-bin errors (MD: batch means of 20 blocks;
 reweighted flow: delta method) and how many bins agree with MD within 2 errors.
 
@@ -52,6 +59,8 @@ from _alanine_analysis import (  # noqa: E402
     plot,
     plot_energies,
     plot_free_energy,
+    stereo_analysis,
+    stereo_signs,
     torsion_analysis,
 )
 from _alanine_flow import (  # noqa: E402
@@ -59,6 +68,7 @@ from _alanine_flow import (  # noqa: E402
     energy_at,
     log_q,
     log_weights_at,
+    positions_at,
     reduced_energies,
     sample_and_log_weights,
     standardisation,
@@ -239,6 +249,8 @@ def main(argv=None):
     z_min = np.asarray(to_internal(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
     n_train = len(z) * 4 // 5  # the last fifth (later in time) is held out
     md = (z[:, phi_psi[0]], z[:, phi_psi[1]])
+    patterns, counts = np.unique(stereo_signs(traj.positions), axis=0, return_counts=True)
+    md_copy = patterns[np.argmax(counts)]
     results = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": machine(),
@@ -246,7 +258,9 @@ def main(argv=None):
                "p_phi_positive": float(np.mean(md[0] > 0)), "time_s": times["md_s"],
                "replica_temperatures": list(traj.replica_temperatures),
                "exchange_acceptance": reference["exchange_acceptance"],
-               "md_steps": reference["md_steps"], "reference": reference},
+               "md_steps": reference["md_steps"], "reference": reference,
+               "stereo_copy": {"signs": md_copy.tolist(),
+                               "fraction_of_frames": float(counts.max() / counts.sum())}},
         "objectives": {},
     }
     panels = [("MD", md, None)]
@@ -267,7 +281,7 @@ def main(argv=None):
                                                    args)
         with timer(times, f"{name}_sample_and_weigh_s"):
             r, zs, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
-                                     phi_psi, traj.reduced_energies, args)
+                                     phi_psi, traj.reduced_energies, md_copy, args)
         r.update(train_s=times[f"{name}_train_s"], train_energy_evals=evals,
                  final_loss=float(history["loss"][-1]))
         results["objectives"][name] = r
@@ -281,6 +295,10 @@ def main(argv=None):
               f"{r['mean_log_w_md']:.3f}]; p(φ > 0): MD {results['md']['p_phi_positive']:.4f}, "
               f"reweighted {r['reweighted_p_phi_positive']['value']:.4f} ± "
               f"{r['reweighted_p_phi_positive']['stderr']:.4f}")
+        sc = r["stereo_copies"]
+        print(f"{name}: in MD's stereo copy: {sc['flow_fraction_in_md_copy']:.4f} of the "
+              f"samples, {sc['reweighted_mass_in_md_copy']['value']:.4f} of the weight; "
+              f"{len(sc['flow_fraction_per_copy'])} copies visited")
         fe = r["free_energy"]
         print(f"{name}: F(phi), F(psi) reweighted vs MD: largest |z| "
               f"{fe['phi']['reweighted_vs_md']['max_abs_z']:.1f}, "
@@ -299,9 +317,11 @@ def main(argv=None):
     return results
 
 
-def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, args):
-    """NLLs, importance weights, the torsion and energy analyses of one trained flow; returns
-    ``(results, flow samples z (n, 60), normalised weights (n,), reduced energies (n,))``."""
+def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, md_copy,
+             args):
+    """NLLs, importance weights, the torsion, energy and stereo-copy analyses of one trained
+    flow; returns ``(results, flow samples z (n, 60), normalised weights (n,), reduced energies
+    (n,))``."""
     zs, log_w = (np.asarray(a) for a in sample_and_log_weights(flow, std, u_target, k_sample,
                                                                 args.weighted))
     e_q = np.asarray(reduced_energies(u_target.target, jnp.asarray(zs)), np.float64)
@@ -327,6 +347,8 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "torsions": torsion_analysis(k_eval, md, (phi_q, psi_q), log_w),
         "free_energy": free_energy_profiles(md, (phi_q, psi_q), log_w),
         "energies": energy_analysis(jax.random.fold_in(k_eval, 1), e_md, e_q, log_w),
+        "stereo_copies": stereo_analysis(
+            md_copy, stereo_signs(positions_at(u_target.target, jnp.asarray(zs))), log_w),
     }
     return r, zs, w, e_q
 

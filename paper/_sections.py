@@ -332,5 +332,9 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
             f"AD{tag}ProfileWithin": num(sum(  # phi and psi together
                 x["free_energy"][a]["reweighted_vs_md"]["fraction_within_2_se"]
                 for a in ("phi", "psi")) / 2, 2) if x else "--",
+            f"AD{tag}MdCopy": num(x["stereo_copies"]["reweighted_mass_in_md_copy"]["value"],
+                                  2) if x else "--",
+            f"AD{tag}Copies": integer(len(x["stereo_copies"]["flow_fraction_per_copy"]))
+            if x else "--",
         })
     return out

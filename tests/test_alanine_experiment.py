@@ -107,3 +107,36 @@ def test_the_reference_md_is_saved_and_loaded_only_with_its_settings(tmp_path, m
     with pytest.raises(AssertionError, match="should have been loaded"):  # other settings
         ala.reference_md(jax.random.key(1), molecule, first_x,
                          ala.parse_args(argv + ["--seed", "3"]))
+
+
+def test_stereo_copies_are_told_apart_and_weighed(x64):
+    """Swapping two hydrogens of one methyl group flips that group's handedness and no other,
+    at the same force-field energy; the mirror image flips all four; stereo_analysis finds
+    the weight in MD's copy and log Z of that copy alone."""
+    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
+    ala = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ala)
+    import jax.numpy as jnp
+
+    molecule = ala.alanine_dipeptide()
+    x = np.asarray(molecule.positions, np.float64)
+    s0 = ala.stereo_signs(x[None])[0]
+    assert set(np.abs(s0)) == {1}
+    np.testing.assert_array_equal(ala.stereo_signs(-x[None])[0], -s0)
+    force_field = ala.ForceField(molecule.system)
+    e0 = float(force_field.energy(jnp.asarray(x)))
+    for k, (i, j) in enumerate([(2, 3), (12, 13), (20, 21)], start=1):  # ACE, CB, NME
+        y = x.copy()
+        y[[i, j]] = y[[j, i]]
+        expected = s0.copy()
+        expected[k] = -expected[k]
+        np.testing.assert_array_equal(ala.stereo_signs(y[None])[0], expected)
+        assert float(force_field.energy(jnp.asarray(y))) == pytest.approx(e0, rel=1e-12)
+
+    flipped = s0 * np.array([1, 1, -1, 1])
+    signs = np.stack([s0, s0, flipped, flipped])
+    r = ala.stereo_analysis(s0, signs, np.log([1.0, 3.0, 2.0, 2.0]))
+    assert r["flow_fraction_in_md_copy"] == 0.5
+    assert r["reweighted_mass_in_md_copy"]["value"] == pytest.approx(0.5)
+    assert r["log_Z_md_copy"]["value"] == pytest.approx(0.0, abs=1e-12)  # log mean(1, 3, 0, 0)
+    assert sorted(r["flow_fraction_per_copy"].values()) == [0.5, 0.5]
