@@ -143,6 +143,15 @@ def stereo_signs(x) -> np.ndarray:
     return np.sign(det).astype(int)
 
 
+def in_md_chirality(angles, signs, md_copy) -> np.ndarray:
+    """Torsions ``angles`` ``(n, k)`` of samples with handedness ``signs`` ``(n, 4)`` as those of
+    MD's chirality ``md_copy[0]``: negated (into [-π, π)) where CA's differs, since such a
+    sample is the mirror image of one of MD's chirality, at the same energy."""
+    mirrored = (np.asarray(signs)[:, 0] != md_copy[0])[:, None]
+    a = np.asarray(angles)
+    return np.mod(np.where(mirrored, -a, a) + np.pi, 2 * np.pi) - np.pi
+
+
 def stereo_analysis(md_copy, signs, log_w) -> dict:
     """How the flow's samples (handedness ``signs`` ``(n, 4)``, log-weights ``(n,)``) spread
     over the stereo copies: the raw and reweighted fractions in MD's copy ``md_copy`` ``(4,)``,

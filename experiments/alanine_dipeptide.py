@@ -33,7 +33,8 @@ of a methyl group the same energy, so the density of labelled internal coordinat
 equal copies of the molecule (CA's chirality, the handedness of each methyl's labelled
 hydrogens). MD stays in one; a data-free flow may spread over several, and its log Z then
 counts all it covers. Reported: the raw and reweighted fractions in MD's copy, the copies
-visited, and log Z of MD's copy alone.
+visited, and log Z of MD's copy alone. A sample of the other chirality is the mirror image of
+one of MD's at the same energy: its phi and psi count negated in every analysis.
 
 Also free-energy profiles F(phi), F(psi) with per-bin errors (MD: batch means of 20 blocks;
 reweighted flow: delta method) and how many bins agree with MD within 2 errors.
@@ -56,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _alanine_analysis import (  # noqa: E402
     energy_analysis,
     free_energy_profiles,
+    in_md_chirality,
     plot,
     plot_energies,
     plot_free_energy,
@@ -280,13 +282,13 @@ def main(argv=None):
             flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, u_min,
                                                    args)
         with timer(times, f"{name}_sample_and_weigh_s"):
-            r, zs, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
+            r, torsions_q, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
                                      phi_psi, traj.reduced_energies, md_copy, args)
         r.update(train_s=times[f"{name}_train_s"], train_energy_evals=evals,
                  final_loss=float(history["loss"][-1]))
         results["objectives"][name] = r
-        panels += [(f"{name}: flow", (zs[:, phi_psi[0]], zs[:, phi_psi[1]]), None),
-                   (f"{name}: reweighted", (zs[:, phi_psi[0]], zs[:, phi_psi[1]]), w)]
+        panels += [(f"{name}: flow", torsions_q, None),
+                   (f"{name}: reweighted", torsions_q, w)]
         energies[name] = (e_q, w)
         profiles[name] = r["free_energy"]
         print(f"{name}: NLL train {r['nll_train']:.3f}, test {r['nll_test']:.3f}; "
@@ -320,8 +322,9 @@ def main(argv=None):
 def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, md_copy,
              args):
     """NLLs, importance weights, the torsion, energy and stereo-copy analyses of one trained
-    flow; returns ``(results, flow samples z (n, 60), normalised weights (n,), reduced energies
-    (n,))``."""
+    flow; returns ``(results, (phi, psi) of the flow's samples in MD's chirality (n,) each,
+    normalised weights (n,), reduced energies (n,))``. A sample of the other chirality is the
+    mirror image of one of MD's, at the same energy: its phi and psi count negated."""
     zs, log_w = (np.asarray(a) for a in sample_and_log_weights(flow, std, u_target, k_sample,
                                                                 args.weighted))
     e_q = np.asarray(reduced_energies(u_target.target, jnp.asarray(zs)), np.float64)
@@ -329,7 +332,8 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
     log_w_md = np.asarray(log_weights_at(flow, std, u_target, jnp.asarray(z[n_train:])))
     finite = np.isfinite(log_w)  # NaN where a sampled angle left (0, π): weight zero
     log_w = np.where(finite, log_w, -np.inf)
-    phi_q, psi_q = zs[:, phi_psi[0]], zs[:, phi_psi[1]]
+    signs = stereo_signs(positions_at(u_target.target, jnp.asarray(zs)))
+    phi_q, psi_q = in_md_chirality(zs[:, list(phi_psi)], signs, md_copy).T
     w = np.asarray(rw.normalised_weights(jnp.asarray(log_w)))
     lq = np.asarray(log_q(flow, std, jnp.asarray(z)))  # one call (one compilation) for both
     r = {
@@ -347,10 +351,9 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "torsions": torsion_analysis(k_eval, md, (phi_q, psi_q), log_w),
         "free_energy": free_energy_profiles(md, (phi_q, psi_q), log_w),
         "energies": energy_analysis(jax.random.fold_in(k_eval, 1), e_md, e_q, log_w),
-        "stereo_copies": stereo_analysis(
-            md_copy, stereo_signs(positions_at(u_target.target, jnp.asarray(zs))), log_w),
+        "stereo_copies": stereo_analysis(md_copy, signs, log_w),
     }
-    return r, zs, w, e_q
+    return r, (phi_q, psi_q), w, e_q
 
 
 if __name__ == "__main__":

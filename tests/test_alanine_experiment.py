@@ -140,3 +140,28 @@ def test_stereo_copies_are_told_apart_and_weighed(x64):
     assert r["reweighted_mass_in_md_copy"]["value"] == pytest.approx(0.5)
     assert r["log_Z_md_copy"]["value"] == pytest.approx(0.0, abs=1e-12)  # log mean(1, 3, 0, 0)
     assert sorted(r["flow_fraction_per_copy"].values()) == [0.5, 0.5]
+
+
+def test_a_mirror_image_counts_with_its_torsions_negated(x64):
+    """The mirror image of a structure has the other CA chirality and, in the Z-matrix's
+    internal coordinates, phi and psi negated; in_md_chirality gives back the original's."""
+    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
+    ala = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ala)
+    import jax.numpy as jnp
+
+    molecule = ala.alanine_dipeptide()
+    ic = ala.pb.InternalCoordinates(molecule.zmatrix)
+    rows = {int(a): i for i, a in enumerate(ic.atoms)}
+    cols = [ic.torsions.start + rows[14] - 3, ic.torsions.start + rows[16] - 3]  # phi, psi
+    x = np.asarray(molecule.positions, np.float64)
+    z, z_mirror = (np.asarray(ic.inverse(ic.from_positions(jnp.asarray(p))))[cols]
+                   for p in (x, -x))
+    s0 = ala.stereo_signs(x[None])[0]
+    s_mirror = ala.stereo_signs(-x[None])
+    assert s_mirror[0, 0] == -s0[0]
+    assert abs(z[0]) > 0.5 and abs(z[1]) > 0.5  # C7eq: the sign of each matters
+    np.testing.assert_allclose(z_mirror, -z, atol=1e-9)
+    back = ala.in_md_chirality(z_mirror[None], s_mirror, s0)[0]
+    np.testing.assert_allclose(back, z, atol=1e-9)
+    np.testing.assert_allclose(ala.in_md_chirality(z[None], s0[None], s0)[0], z, atol=1e-12)
