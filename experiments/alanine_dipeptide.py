@@ -282,8 +282,9 @@ def main(argv=None):
             flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, u_min,
                                                    args)
         with timer(times, f"{name}_sample_and_weigh_s"):
-            r, torsions_q, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md,
-                                     phi_psi, traj.reduced_energies, md_copy, args)
+            r, torsions_q, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z,
+                                             n_train, md, phi_psi, traj.reduced_energies,
+                                             md_copy, args)
         r.update(train_s=times[f"{name}_train_s"], train_energy_evals=evals,
                  final_loss=float(history["loss"][-1]))
         results["objectives"][name] = r
@@ -344,7 +345,8 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "flow_p_phi_positive": float(np.mean(phi_q > 0)),
         "reweighted_p_phi_positive": estimate_dict(
             rw.expectation(jnp.asarray(log_w), jnp.asarray(phi_q > 0, log_w.dtype))),
-        # log Z = log ∫exp(-U/kT) dx - log(8π² V), bracketed by the two mean log-weights
+        # log Z = log ∫exp(-U/kT) dx - log(8π² V) over the stereo copies the flow covers,
+        # bracketed by the two mean log-weights
         "log_Z": estimate_dict(rw.log_Z(jnp.asarray(log_w))),
         "mean_log_w_flow": float(np.mean(log_w[finite])),
         "mean_log_w_md": float(np.mean(log_w_md[np.isfinite(log_w_md)])),
