@@ -155,10 +155,12 @@ def in_md_chirality(angles, signs, md_copy) -> np.ndarray:
 def stereo_analysis(md_copy, signs, log_w) -> dict:
     """How the flow's samples (handedness ``signs`` ``(n, 4)``, log-weights ``(n,)``) spread
     over the stereo copies: the raw and reweighted fractions in MD's copy ``md_copy`` ``(4,)``,
-    the copies visited, and log Z of MD's copy alone (weights outside it set to zero). A flow
-    spread over copies estimates log Z of all it covers, up to log 16 above MD's copy."""
+    the copies visited, and log Z of MD's copy alone (weights outside it set to zero) with the
+    Kish ESS of the weights it rests on. A flow spread over copies estimates log Z of all it
+    covers, up to log 16 above MD's copy."""
     inside = np.all(signs == np.asarray(md_copy), axis=1)
     lw = jnp.asarray(log_w)
+    in_copy = jnp.where(jnp.asarray(inside), lw, -jnp.inf)
     copies = {"".join("+" if v > 0 else "-" for v in row): float(np.mean(np.all(
         signs == row, axis=1))) for row in np.unique(signs, axis=0)}
     return {
@@ -167,8 +169,8 @@ def stereo_analysis(md_copy, signs, log_w) -> dict:
         "reweighted_mass_in_md_copy": estimate_dict(rw.expectation(
             lw, jnp.asarray(inside, lw.dtype))),
         "flow_fraction_per_copy": copies,
-        "log_Z_md_copy": (estimate_dict(rw.log_Z(jnp.where(jnp.asarray(inside), lw, -jnp.inf)))
-                          if inside.any() else None),
+        "log_Z_md_copy": (estimate_dict(rw.log_Z(in_copy)) if inside.any() else None),
+        "ess_in_md_copy": float(rw.kish_ess(in_copy)) if inside.any() else 0.0,
     }
 
 

@@ -93,14 +93,9 @@ def sample_and_log_weights(flow, std, u_target, key, n: int):
 
 
 @eqx.filter_jit
-def reduced_energies(ic_target, z):
-    """``U(x(z)) / kT`` ``(n,)`` of internal coordinates ``z`` ``(n, 60)``: the force field's
-    energy of the positions, as MD reports it (no Jacobian)."""
-    return jax.vmap(lambda v: ic_target.target.energy(ic_target.positions(v)))(z)
-
-
-@eqx.filter_jit
-def positions_at(ic_target, z):
-    """Positions ``(n, N, 3)`` (nm, canonical frame) of internal coordinates ``z``
-    ``(n, 60)``."""
-    return jax.vmap(ic_target.positions)(z)
+def positions_and_energies(ic_target, z):
+    """Positions ``(n, N, 3)`` (nm, canonical frame) of internal coordinates ``z`` ``(n, 60)``
+    and their ``U(x) / kT`` ``(n,)``: the force field's energy, as MD reports it (no
+    Jacobian)."""
+    x = jax.vmap(ic_target.positions)(z)
+    return x, jax.vmap(ic_target.target.energy)(x)

@@ -70,8 +70,7 @@ from _alanine_flow import (  # noqa: E402
     energy_at,
     log_q,
     log_weights_at,
-    positions_at,
-    reduced_energies,
+    positions_and_energies,
     sample_and_log_weights,
     standardisation,
 )
@@ -328,12 +327,13 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
     mirror image of one of MD's, at the same energy: its phi and psi count negated."""
     zs, log_w = (np.asarray(a) for a in sample_and_log_weights(flow, std, u_target, k_sample,
                                                                 args.weighted))
-    e_q = np.asarray(reduced_energies(u_target.target, jnp.asarray(zs)), np.float64)
+    x_q, e_q = positions_and_energies(u_target.target, jnp.asarray(zs))
+    e_q = np.asarray(e_q, np.float64)
     # E_q[log w] <= log Z <= E_p[log w]; the gaps are KL(q‖p) and KL(p‖q) (p: held-out MD)
     log_w_md = np.asarray(log_weights_at(flow, std, u_target, jnp.asarray(z[n_train:])))
     finite = np.isfinite(log_w)  # NaN where a sampled angle left (0, π): weight zero
     log_w = np.where(finite, log_w, -np.inf)
-    signs = stereo_signs(positions_at(u_target.target, jnp.asarray(zs)))
+    signs = stereo_signs(x_q)
     phi_q, psi_q = in_md_chirality(zs[:, list(phi_psi)], signs, md_copy).T
     w = np.asarray(rw.normalised_weights(jnp.asarray(log_w)))
     lq = np.asarray(log_q(flow, std, jnp.asarray(z)))  # one call (one compilation) for both

@@ -139,6 +139,7 @@ def test_stereo_copies_are_told_apart_and_weighed(x64):
     assert r["flow_fraction_in_md_copy"] == 0.5
     assert r["reweighted_mass_in_md_copy"]["value"] == pytest.approx(0.5)
     assert r["log_Z_md_copy"]["value"] == pytest.approx(0.0, abs=1e-12)  # log mean(1, 3, 0, 0)
+    assert r["ess_in_md_copy"] == pytest.approx(16 / 10)  # (1 + 3)² / (1² + 3²)
     assert sorted(r["flow_fraction_per_copy"].values()) == [0.5, 0.5]
 
 
