@@ -127,8 +127,8 @@ def energy_analysis(key, e_md, e_q, log_w) -> dict:
 # hydrogens of the three methyl groups (ACE CH3, CB, NME CH3). The force field gives each
 # combination of their handednesses the same energy (mirror symmetry; identical hydrogens), so
 # the Boltzmann density of labelled internal coordinates has 16 equal copies of the molecule.
-# MD stays in the copy it starts in (changing one means passing a bond through a carbon); a
-# data-free flow need not.
+# MD stays in the copy it starts in (changing one means passing a bond through a carbon); the
+# flows are confined to it by their coordinates (_alanine_flow.coordinates).
 STEREO_CENTRES = {"CA": (8, 6, 14, 10), "ACE CH3": (1, 0, 2, 3), "CB": (10, 11, 12, 13),
                   "NME CH3": (18, 19, 20, 21)}
 
@@ -143,21 +143,12 @@ def stereo_signs(x) -> np.ndarray:
     return np.sign(det).astype(int)
 
 
-def in_md_chirality(angles, signs, md_copy) -> np.ndarray:
-    """Torsions ``angles`` ``(n, k)`` of samples with handedness ``signs`` ``(n, 4)`` as those of
-    MD's chirality ``md_copy[0]``: negated (into [-π, π)) where CA's differs, since such a
-    sample is the mirror image of one of MD's chirality, at the same energy."""
-    mirrored = (np.asarray(signs)[:, 0] != md_copy[0])[:, None]
-    a = np.asarray(angles)
-    return np.mod(np.where(mirrored, -a, a) + np.pi, 2 * np.pi) - np.pi
-
-
 def stereo_analysis(md_copy, signs, log_w) -> dict:
     """How the flow's samples (handedness ``signs`` ``(n, 4)``, log-weights ``(n,)``) spread
     over the stereo copies: the raw and reweighted fractions in MD's copy ``md_copy`` ``(4,)``,
     the copies visited, and log Z of MD's copy alone (weights outside it set to zero) with the
-    Kish ESS of the weights it rests on. A flow spread over copies estimates log Z of all it
-    covers, up to log 16 above MD's copy."""
+    Kish ESS of the weights it rests on: a check of the flows' confinement to one copy (a
+    flow spread over copies estimates log Z of all it covers, up to log 16 above one)."""
     inside = np.all(signs == np.asarray(md_copy), axis=1)
     lw = jnp.asarray(log_w)
     in_copy = jnp.where(jnp.asarray(inside), lw, -jnp.inf)

@@ -1,7 +1,7 @@
-"""The alanine experiment's flow in internal coordinates: the coupling flow, the affine
-standardisation between the flow's coordinates ``u`` and internal ones ``z``, and the
-compiled functions that evaluate a trained flow (each compiled once for all objectives: their
-flows share one structure)."""
+"""The alanine experiment's flow in internal coordinates: the coupling flow, the map between
+the flow's coordinates ``u`` and internal ones ``z`` (an affine standardisation, then the
+stereo torsions onto their half circles), and the compiled functions that evaluate a trained
+flow (each compiled once for all objectives: their flows share one structure)."""
 
 import equinox as eqx
 import jax
@@ -11,15 +11,36 @@ import numpy as np
 import physgen.bijections as pb
 from physgen.distributions import NormalWithAngles, Transformed
 
+# The torsions whose signs pick one of the molecule's 16 equal-energy stereo copies (see
+# _alanine_analysis.STEREO_CENTRES): CB's about CA-N from C (CA's chirality; its sign is that
+# of the CA centre's handedness) and, for each methyl, its second hydrogen's about the C-X
+# bond from the first (the handedness of the labelled hydrogens; +-120° in the two copies)
+STEREO_TORSION_ATOMS = (10, 2, 12, 20)
 
-def coupling_flow(key, ic, num_layers: int, bins: int, width: int):
-    """``(flow, angles)``: a flow on ``u`` ``(60,)`` with ``num_layers`` layers, each a spline
-    coupling on half the bonds and angles, then a circular spline coupling on half the
-    torsions (alternating halves), each conditioned on all the rest; ``angles`` ``(60,)``
-    marks the torsions."""
-    dim = ic.shape[0]
-    angles = np.zeros(dim, bool)
+
+def coordinates(ic, z_ref):
+    """``(angles, low, high)``, each ``(60,)``: which entries of ``z`` are circular, and the
+    bounds that confine the stereo torsions (``STEREO_TORSION_ATOMS``) to the half circle of
+    their sign in ``z_ref`` ``(60,)``, ``(0, π)`` or ``(-π, 0)`` (``(-inf, inf)`` elsewhere).
+    A flow on these coordinates has the support of ``z_ref``'s stereo copy alone, so its
+    log Z is that of one copy, a sixteenth of the labelled molecule's."""
+    rows = {int(a): i for i, a in enumerate(ic.atoms)}
+    stereo = [ic.torsions.start + rows[a] - 3 for a in STEREO_TORSION_ATOMS]
+    angles = np.zeros(ic.shape[0], bool)
     angles[ic.torsions] = True
+    angles[stereo] = False
+    low, high = np.full(ic.shape[0], -np.inf), np.full(ic.shape[0], np.inf)
+    positive = np.asarray(z_ref)[stereo] > 0
+    low[stereo], high[stereo] = np.where(positive, 0.0, -np.pi), np.where(positive, np.pi, 0.0)
+    return angles, low, high
+
+
+def coupling_flow(key, angles, num_layers: int, bins: int, width: int):
+    """A flow on ``u`` ``(60,)`` with ``num_layers`` layers, each a spline coupling on half
+    the real entries (bonds, angles, stereo torsions), then a circular spline coupling on half
+    the circular ones (``angles`` ``(60,)``; alternating halves), each conditioned on all the
+    rest."""
+    dim = angles.shape[0]
     real, torsion = np.flatnonzero(~angles), np.flatnonzero(angles)
     layers = []
     for i, k in enumerate(jax.random.split(key, 2 * num_layers)):
@@ -34,7 +55,7 @@ def coupling_flow(key, ic, num_layers: int, bins: int, width: int):
         conditioner = pb.MLPConditioner(partition, transformer, key=k, width=width,
                                         depth=2, circular=angles)
         layers.append(pb.Coupling(partition, transformer, conditioner))
-    return Transformed(NormalWithAngles((dim,), angles), pb.Chain(layers)), angles
+    return Transformed(NormalWithAngles((dim,), angles), pb.Chain(layers))
 
 
 @eqx.filter_jit
@@ -53,21 +74,34 @@ def energy_at(target, u):
     return target.energy(u)
 
 
-def standardisation(z_train, z_min, target, angles):
-    """The map ``z = loc + scale · u`` from the flow's coordinates ``u`` to internal ones
-    (torsions unchanged). With MD data (``z_train``): the data's mean and standard deviation.
-    Data-free: the minimum ``z_min`` and the Laplace widths ``(∂²E/∂z_i²)^(-1/2)`` there (E in
-    kT; each bond's and angle's harmonic width with the other coordinates held)."""
+def standardisation(z_train, z_min, target, angles, low, high):
+    """The map ``u -> z``: ``y = loc + scale · u`` (circular entries unchanged), then
+    ``z = pb.Interval(low, high)(y)`` (the stereo torsions onto their half circles, logits
+    ``y``; see :func:`coordinates`). With MD data (``z_train``): the mean and standard
+    deviation of ``y``. Data-free: ``y`` of the minimum ``z_min`` and the Laplace widths
+    ``(∂²E/∂z_i²)^(-1/2)`` there (E in kT; each coordinate's harmonic width with the others
+    held), divided by ``dz/dy``."""
+    interval = pb.Interval(low, high)
+    to_y = jax.jit(jax.vmap(interval.inverse))
     if z_train is not None:
-        loc, scale = z_train.mean(0), z_train.std(0)
+        y = np.asarray(to_y(jnp.asarray(z_train)), np.float64)
+        outside = ~np.all(np.isfinite(y), axis=1)
+        if outside.any():
+            raise ValueError(f"{outside.sum()} training frames lie outside the stereo copy of "
+                             "the bounds (a stereo torsion of the other sign)")
+        loc, scale = y.mean(0), y.std(0)
     else:
         curvature = np.asarray(_curvatures(target, jnp.asarray(z_min)))
         if np.any(curvature[~angles] <= 0):
-            raise ValueError("the structure is not a minimum: a bond or angle has curvature "
-                             f"<= 0 ({np.flatnonzero(curvature[~angles] <= 0)})")
-        loc, scale = z_min, 1.0 / np.sqrt(np.where(angles, 1.0, curvature))
-    return pb.Affine(np.where(angles, 0.0, loc).astype(np.float32),
-                     np.where(angles, 1.0, scale).astype(np.float32))
+            raise ValueError("the structure is not a minimum: a coordinate has curvature "
+                             f"<= 0 ({np.flatnonzero((curvature <= 0) & ~angles)})")
+        loc = np.asarray(to_y(jnp.asarray(z_min)[None]), np.float64)[0]
+        s = 1.0 / (1.0 + np.exp(-loc))
+        slope = np.where(np.isfinite(low), (high - low) * s * (1 - s), 1.0)
+        scale = 1.0 / np.sqrt(np.where(angles, 1.0, curvature)) / slope
+    affine = pb.Affine(np.where(angles, 0.0, loc).astype(np.float32),
+                       np.where(angles, 1.0, scale).astype(np.float32))
+    return pb.Chain([affine, interval])
 
 
 @eqx.filter_jit

@@ -8,11 +8,13 @@ Reference: replica-exchange Langevin MD by OpenMM (physgen.targets.langevin_md; 
 seed, command and diagnostics as reference_md.npz/.json under --reference-dir and made again
 only when missing or made with other settings. Model: a
 coupling flow on the 3N-6 = 60 internal coordinates (physgen.bijections.InternalCoordinates):
-bonds and angles mapped by rational-quadratic spline couplings, the 19 torsions by circular
-spline couplings (physgen.bijections.CircularSplineTransformer), every conditioner reading
-the torsions as (cos, sin); base N(0, 1) on bonds and angles, uniform on the torsions. The
-flow acts on standardised coordinates u, z = loc + scale·u (torsions unchanged): with data,
-the MD's mean and standard deviation; data-free, the energy minimum and its Laplace widths.
+bonds, angles and the four stereo torsions (below) mapped by rational-quadratic spline
+couplings, the other 15 torsions by circular spline couplings
+(physgen.bijections.CircularSplineTransformer), every conditioner reading those as
+(cos, sin); base N(0, 1) on the real entries, uniform on the circular ones. The flow acts on
+standardised coordinates u, z = loc + scale·u (circular torsions unchanged; the stereo
+torsions then onto their half circles): with data, the MD's mean and standard deviation;
+data-free, the energy minimum and its Laplace widths.
 Its target is the density of u (physgen.targets.Pullback of
 physgen.targets.InternalCoordinateTarget: the JAX port of the force field plus the Jacobian
 to positions modulo rigid motions), so FAB's HMC moves every coordinate on one scale.
@@ -28,13 +30,15 @@ on the torus, energy evaluations and wall times.
 
 Also the E-W2 (kT) of the force-field energies against MD (flow, reweighted; MD half vs half).
 
-Also the stereo copies: the force field gives the mirror image and every swap of two hydrogens
-of a methyl group the same energy, so the density of labelled internal coordinates has 16
-equal copies of the molecule (CA's chirality, the handedness of each methyl's labelled
-hydrogens). MD stays in one; a data-free flow may spread over several, and its log Z then
-counts all it covers. Reported: the raw and reweighted fractions in MD's copy, the copies
-visited, and log Z of MD's copy alone. A sample of the other chirality is the mirror image of
-one of MD's at the same energy: its phi and psi count negated in every analysis.
+Stereo copies: the force field gives the mirror image and every swap of two hydrogens of a
+methyl group the same energy, so the density of labelled internal coordinates has 16 equal
+copies of the molecule (CA's chirality, the handedness of each methyl's labelled hydrogens).
+MD stays in the one it starts in. Every flow here is confined to that copy by its
+coordinates: the four torsions whose signs pick the copy map onto their half circles
+(physgen.bijections.Interval), so each objective learns, and its log Z measures, one copy (a
+flow free to roam puts its samples in all 16, and a data-free one its weight in the wrong
+ones). Checked from the samples' positions: the raw and reweighted fractions in MD's copy, the
+copies visited, and log Z of MD's copy alone.
 
 Also free-energy profiles F(phi), F(psi) with per-bin errors (MD: batch means of 20 blocks;
 reweighted flow: delta method) and how many bins agree with MD within 2 errors.
@@ -57,7 +61,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _alanine_analysis import (  # noqa: E402
     energy_analysis,
     free_energy_profiles,
-    in_md_chirality,
     plot,
     plot_energies,
     plot_free_energy,
@@ -66,6 +69,8 @@ from _alanine_analysis import (  # noqa: E402
     torsion_analysis,
 )
 from _alanine_flow import (  # noqa: E402
+    STEREO_TORSION_ATOMS,  # noqa: F401 (the tests read it here)
+    coordinates,
     coupling_flow,
     energy_at,
     log_q,
@@ -266,12 +271,13 @@ def main(argv=None):
     }
     panels = [("MD", md, None)]
     energies, stds, profiles = {}, {}, {}  # the data-free objectives share a standardisation
+    angles, low, high = coordinates(ic, z_min)  # every flow lives in the minimum's copy
     for name in args.objectives:
-        flow, angles = coupling_flow(k_flow, ic, args.layers, args.bins, args.width)
+        flow = coupling_flow(k_flow, angles, args.layers, args.bins, args.width)
         kind = "data" if name == "forward_kl" else "data-free"
         if kind not in stds:
             stds[kind] = standardisation(z[:n_train] if kind == "data" else None, z_min, target,
-                                         angles)
+                                         angles, low, high)
         std = stds[kind]
         u_target = Pullback(target, std)  # flows and FAB's HMC act on well-scaled u
         u_train = (jax.vmap(std.inverse)(jnp.asarray(z[:n_train])) if kind == "data"
@@ -322,9 +328,8 @@ def main(argv=None):
 def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_md, md_copy,
              args):
     """NLLs, importance weights, the torsion, energy and stereo-copy analyses of one trained
-    flow; returns ``(results, (phi, psi) of the flow's samples in MD's chirality (n,) each,
-    normalised weights (n,), reduced energies (n,))``. A sample of the other chirality is the
-    mirror image of one of MD's, at the same energy: its phi and psi count negated."""
+    flow; returns ``(results, (phi, psi) of the flow's samples (n,) each, normalised weights
+    (n,), reduced energies (n,))``."""
     zs, log_w = (np.asarray(a) for a in sample_and_log_weights(flow, std, u_target, k_sample,
                                                                 args.weighted))
     x_q, e_q = positions_and_energies(u_target.target, jnp.asarray(zs))
@@ -333,8 +338,7 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
     log_w_md = np.asarray(log_weights_at(flow, std, u_target, jnp.asarray(z[n_train:])))
     finite = np.isfinite(log_w)  # NaN where a sampled angle left (0, π): weight zero
     log_w = np.where(finite, log_w, -np.inf)
-    signs = stereo_signs(x_q)
-    phi_q, psi_q = in_md_chirality(zs[:, list(phi_psi)], signs, md_copy).T
+    phi_q, psi_q = zs[:, list(phi_psi)].T
     w = np.asarray(rw.normalised_weights(jnp.asarray(log_w)))
     lq = np.asarray(log_q(flow, std, jnp.asarray(z)))  # one call (one compilation) for both
     r = {
@@ -345,7 +349,7 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "flow_p_phi_positive": float(np.mean(phi_q > 0)),
         "reweighted_p_phi_positive": estimate_dict(
             rw.expectation(jnp.asarray(log_w), jnp.asarray(phi_q > 0, log_w.dtype))),
-        # log Z = log ∫exp(-U/kT) dx - log(8π² V) over the stereo copies the flow covers,
+        # log Z = log ∫exp(-U/kT) dx - log(8π² V) over MD's stereo copy (the flows' support),
         # bracketed by the two mean log-weights
         "log_Z": estimate_dict(rw.log_Z(jnp.asarray(log_w))),
         "mean_log_w_flow": float(np.mean(log_w[finite])),
@@ -353,7 +357,7 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "torsions": torsion_analysis(k_eval, md, (phi_q, psi_q), log_w),
         "free_energy": free_energy_profiles(md, (phi_q, psi_q), log_w),
         "energies": energy_analysis(jax.random.fold_in(k_eval, 1), e_md, e_q, log_w),
-        "stereo_copies": stereo_analysis(md_copy, signs, log_w),
+        "stereo_copies": stereo_analysis(md_copy, stereo_signs(x_q), log_w),
     }
     return r, (phi_q, psi_q), w, e_q
 

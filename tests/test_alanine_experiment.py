@@ -143,26 +143,52 @@ def test_stereo_copies_are_told_apart_and_weighed(x64):
     assert sorted(r["flow_fraction_per_copy"].values()) == [0.5, 0.5]
 
 
-def test_a_mirror_image_counts_with_its_torsions_negated(x64):
-    """The mirror image of a structure has the other CA chirality and, in the Z-matrix's
-    internal coordinates, phi and psi negated; in_md_chirality gives back the original's."""
+def test_the_flows_coordinates_confine_them_to_one_stereo_copy(x64):
+    """The four stereo torsions of ``coordinates`` pick the copy: of the 16 copies of the
+    minimum (mirror image, swaps of methyl hydrogens), exactly those centres whose handedness
+    differs from the minimum's have their torsion outside its half circle (no preimage under
+    the flows' map); and any ``u`` maps into the minimum's CA chirality and torsion signs."""
     spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
     ala = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ala)
+    import jax
     import jax.numpy as jnp
 
     molecule = ala.alanine_dipeptide()
     ic = ala.pb.InternalCoordinates(molecule.zmatrix)
-    rows = {int(a): i for i, a in enumerate(ic.atoms)}
-    cols = [ic.torsions.start + rows[14] - 3, ic.torsions.start + rows[16] - 3]  # phi, psi
+    to_z = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
     x = np.asarray(molecule.positions, np.float64)
-    z, z_mirror = (np.asarray(ic.inverse(ic.from_positions(jnp.asarray(p))))[cols]
-                   for p in (x, -x))
+    z_min = np.asarray(to_z(jnp.asarray(x[None])))[0]
+    angles, low, high = ala.coordinates(ic, z_min)
+    rows = {int(a): i for i, a in enumerate(ic.atoms)}  # stereo_signs' order of centres:
+    stereo = [ic.torsions.start + rows[a] - 3 for a in ala.STEREO_TORSION_ATOMS]
+    assert sorted(stereo) == np.flatnonzero(np.isfinite(low)).tolist()
+    assert not angles[stereo].any() and angles.sum() == 15
+    interval = ala.pb.Interval(low, high)
     s0 = ala.stereo_signs(x[None])[0]
-    s_mirror = ala.stereo_signs(-x[None])
-    assert s_mirror[0, 0] == -s0[0]
-    assert abs(z[0]) > 0.5 and abs(z[1]) > 0.5  # C7eq: the sign of each matters
-    np.testing.assert_allclose(z_mirror, -z, atol=1e-9)
-    back = ala.in_md_chirality(z_mirror[None], s_mirror, s0)[0]
-    np.testing.assert_allclose(back, z, atol=1e-9)
-    np.testing.assert_allclose(ala.in_md_chirality(z[None], s0[None], s0)[0], z, atol=1e-12)
+    copies = []
+    for mirror in (False, True):
+        for swaps in range(8):
+            y = -x if mirror else x.copy()
+            for bit, (i, j) in enumerate([(2, 3), (12, 13), (20, 21)]):  # ACE, CB, NME
+                if swaps >> bit & 1:
+                    y[[i, j]] = y[[j, i]]
+            copies.append(y)
+    copies = np.stack(copies)
+    z = np.asarray(to_z(jnp.asarray(copies)))
+    outside = np.isnan(np.asarray(jax.vmap(interval.inverse)(jnp.asarray(z))))[:, stereo]
+    differs = ala.stereo_signs(copies) != s0  # (CA, ACE CH3, CB, NME CH3), stereo's order
+    np.testing.assert_array_equal(outside, differs)
+    assert len({tuple(d) for d in differs}) == 16
+
+    rng = np.random.default_rng(0)
+    # training frames 1 % about the minimum (bonds stay positive at 3 standard deviations)
+    z_train = z_min * (1 + 0.01 * rng.standard_normal((50, len(z_min))))
+    std = ala.standardisation(z_train, z_min, None, angles, low, high)
+    u = np.where(angles, rng.uniform(-np.pi, np.pi, (200, len(z_min))),
+                 3.0 * rng.standard_normal((200, len(z_min))))
+    z_u = np.asarray(jax.vmap(std.transform)(jnp.asarray(u)))
+    np.testing.assert_array_equal(np.sign(z_u[:, stereo]), np.sign(z_min[stereo])[None]
+                                  * np.ones((200, 1)))
+    positions = jax.vmap(lambda v: ic.to_positions(ic.transform(v)))(jnp.asarray(z_u))
+    assert np.all(ala.stereo_signs(positions)[:, 0] == s0[0])

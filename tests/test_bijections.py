@@ -75,6 +75,7 @@ BASE = {
     "reverse": lambda k: pb.Reverse((DIM,)),
     "reverse_2d": lambda k: pb.Reverse((2, 2)),
     "lu_linear": lambda k: pb.LULinear(DIM, permutation=[1, 2, 0]),
+    "interval": lambda k: pb.Interval([-1.0, -np.inf, 0.0], [2.0, np.inf, np.pi]),
     # couplings: partition x transformer x conditioner
     "coupling_affine": mlp_coupling,
     "coupling_affine_cond": lambda k: mlp_coupling(k, cond_shape=COND),
@@ -438,6 +439,28 @@ def test_affine_scale_parameterisation_and_validation():
     for bad in (0.0, -1.0, jnp.array([1.0, jnp.nan])):
         with pytest.raises(ValueError, match="scale must be finite and > 0"):
             pb.Affine(0.0, bad)
+
+
+def test_interval_maps_onto_its_bounds_and_leaves_free_entries():
+    """``Interval``: the image lies in ``(low, high)`` for any real input, also where float64
+    saturates the logistic only far out; free entries pass unchanged; ``σ(0)`` is the
+    midpoint; a value outside the bounds has no preimage (NaN); bad bounds are refused."""
+    with jax.enable_x64(True):
+        bij = pb.Interval([-np.pi, -np.inf], [0.0, np.inf])
+        x = jnp.array([[0.0, 3.0], [-30.0, -4.0], [30.0, 7.0]])
+        y, ld = jax.vmap(bij.transform_and_log_det)(x)
+        np.testing.assert_allclose(y[:, 1], x[:, 1], rtol=0, atol=0)
+        np.testing.assert_allclose(y[0, 0], -np.pi / 2, rtol=1e-15)
+        assert np.all((y[:, 0] > -np.pi) & (y[:, 0] < 0))
+        np.testing.assert_allclose(ld[0], np.log(np.pi / 4), rtol=1e-14)
+        np.testing.assert_allclose(ld[1], np.log(np.pi) - 30 - 2 * np.log1p(np.exp(-30.0)),
+                                   rtol=1e-14)
+        x_out, ld_out = bij.inverse_and_log_det(jnp.array([0.5, 1.0]))
+        assert np.isnan(x_out[0]) and np.isnan(ld_out)
+    for low, high, match in (([0.0], [-1.0], "low < high"), ([0.0], [np.inf], "both bounds"),
+                             ([np.nan], [1.0], "both bounds")):
+        with pytest.raises(ValueError, match=match):
+            pb.Interval(low, high)
 
 
 def test_constraints_round_trip():

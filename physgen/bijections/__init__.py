@@ -29,6 +29,7 @@ from ._coupling import (
 )
 from ._fourier import FourierScaling as FourierScaling
 from ._internal import InternalCoordinates as InternalCoordinates
+from ._interval import Interval as Interval
 from ._invert import Invert as Invert
 from ._linear import LULinear as LULinear
 from ._permute import Permute as Permute, Reverse as Reverse
