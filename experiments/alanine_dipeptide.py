@@ -44,7 +44,8 @@ Also free-energy profiles F(phi), F(psi) with per-bin errors (MD: batch means of
 reweighted flow: delta method) and how many bins agree with MD within 2 errors.
 
 Writes results.json, ramachandran.png (MD; per objective the flow and the reweighted flow),
-energies.png (energy histograms) and free_energy.png (the profiles) to --out.
+energies.png (energy histograms), free_energy.png (the profiles) and each trained flow's
+density of the internal coordinates, flow_<objective>.eqx (physgen.save), to --out.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ from _common import (  # noqa: E402
     write_json,
 )
 
+import physgen  # noqa: E402
 import physgen.bijections as pb  # noqa: E402
 from physgen import reweighting as rw  # noqa: E402
 from physgen.diagnostics import integrated_autocorrelation_time, mean_and_mcse  # noqa: E402
+from physgen.distributions import Transformed  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
 from physgen.targets import (  # noqa: E402
     ForceField,
@@ -286,6 +289,12 @@ def main(argv=None):
         with timer(times, f"{name}_train_s"):
             flow, history, evals = train_objective(name, k_fit, flow, u_target, u_train, u_min,
                                                    args)
+        physgen.save(out / f"flow_{name}.eqx", Transformed(flow, std), metadata={
+            "objective": name, "seed": args.seed, "layers": args.layers, "bins": args.bins,
+            "width": args.width, "density": "of the 60 internal coordinates z (bonds nm, "
+            "angles and torsions rad) of ALANINE_DIPEPTIDE_ZMATRIX, confined to MD's stereo "
+            "copy; its structure: Transformed(coupling_flow(...), standardisation(...)) of "
+            "experiments/_alanine_flow.py"})
         with timer(times, f"{name}_sample_and_weigh_s"):
             r, torsions_q, w, e_q = evaluate(k_sample, k_eval, flow, std, u_target, z,
                                              n_train, md, phi_psi, traj.reduced_energies,

@@ -63,6 +63,28 @@ def test_alanine_dipeptide_quick(quick_run):
         w2 = t["w2_torus"]  # at most the torus' diameter, π√2
         assert w2["samples"] == 200 and all(0 < w2[k] <= math.pi * math.sqrt(2) for k in (
             "flow", "reweighted", "md_halves")), w2
+    # each trained flow is saved as its density of z: its NLL of the held-out MD frames
+    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
+    ala = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ala)
+    import jax
+    import jax.numpy as jnp
+
+    molecule = ala.alanine_dipeptide()
+    ic = ala.pb.InternalCoordinates(molecule.zmatrix)
+    to_z = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
+    frames = np.load(tmp_path / "reference_md_quick.npz")["positions"]
+    z = np.asarray(to_z(jnp.asarray(frames)))
+    z_min = np.asarray(to_z(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
+    angles, low, high = ala.coordinates(ic, z_min)
+    cfg = r["config"]
+    like = ala.Transformed(ala.coupling_flow(jax.random.key(0), angles, cfg["layers"],
+                                             cfg["bins"], cfg["width"]),
+                           ala.standardisation(z, z_min, None, angles, low, high))
+    for name, o in r["objectives"].items():
+        flow = ala.physgen.load(tmp_path / f"flow_{name}.eqx", like)
+        nll = -float(np.mean(np.asarray(flow.log_prob(jnp.asarray(z[len(z) * 4 // 5:])))))
+        assert nll == pytest.approx(o["nll_test"], rel=1e-4, abs=1e-3), name
     evals = {n: o["train_energy_evals"] for n, o in r["objectives"].items()}
     assert evals["forward_kl"] == 0 and evals["reverse_kl"] == 20 * 64
     assert evals["fab"] > evals["reverse_kl"]  # AIS: several evaluations per sample
