@@ -35,6 +35,11 @@ def coordinates(ic, z_ref):
     return angles, low, high
 
 
+def to_internal(ic):
+    """Positions ``(n, N, 3)`` -> internal coordinates ``z`` ``(n, 60)`` of ``ic``, compiled."""
+    return jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
+
+
 def coupling_flow(key, angles, num_layers: int, bins: int, width: int):
     """A flow on ``u`` ``(60,)`` with ``num_layers`` layers, each a spline coupling on half
     the real entries (bonds, angles, stereo torsions), then a circular spline coupling on half

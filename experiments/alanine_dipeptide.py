@@ -79,6 +79,7 @@ from _alanine_flow import (  # noqa: E402
     positions_and_energies,
     sample_and_log_weights,
     standardisation,
+    to_internal,
 )
 from _common import (  # noqa: E402
     estimate_dict,
@@ -246,16 +247,16 @@ def main(argv=None):
     # the Boltzmann density of the internal coordinates (the Jacobian to positions included)
     target = InternalCoordinateTarget(ForceField(molecule.system, temperature=args.temperature),
                                       ic)
-    to_internal = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
+    to_z = to_internal(ic)
     rows = {int(a): i for i, a in enumerate(ic.atoms)}
     t0 = ic.torsions.start
     phi_psi = (t0 + rows[14] - 3, t0 + rows[16] - 3)
     traj, reference = reference_md(
         k_md, molecule,
-        lambda x: to_internal(jnp.asarray(x, jnp.float32))[:, phi_psi[0]], args)
+        lambda x: to_z(jnp.asarray(x, jnp.float32))[:, phi_psi[0]], args)
     times["md_s"] = reference["wall_time_s"]
-    z = np.asarray(to_internal(jnp.asarray(traj.positions, jnp.float32)))
-    z_min = np.asarray(to_internal(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
+    z = np.asarray(to_z(jnp.asarray(traj.positions, jnp.float32)))
+    z_min = np.asarray(to_z(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
     n_train = len(z) * 4 // 5  # the last fifth (later in time) is held out
     md = (z[:, phi_psi[0]], z[:, phi_psi[1]])
     patterns, counts = np.unique(stereo_signs(traj.positions), axis=0, return_counts=True)

@@ -14,6 +14,14 @@ import pytest
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
+def _script():
+    """experiments/alanine_dipeptide.py as a fresh module (tests may patch its names)."""
+    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
+    ala = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ala)
+    return ala
+
+
 @pytest.mark.slow
 def test_alanine_dipeptide_quick(quick_run):
     """The paper's quick run, shared with the paper test."""
@@ -64,15 +72,13 @@ def test_alanine_dipeptide_quick(quick_run):
         assert w2["samples"] == 200 and all(0 < w2[k] <= math.pi * math.sqrt(2) for k in (
             "flow", "reweighted", "md_halves")), w2
     # each trained flow is saved as its density of z: its NLL of the held-out MD frames
-    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
-    ala = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ala)
+    ala = _script()
     import jax
     import jax.numpy as jnp
 
     molecule = ala.alanine_dipeptide()
     ic = ala.pb.InternalCoordinates(molecule.zmatrix)
-    to_z = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
+    to_z = ala.to_internal(ic)
     frames = np.load(tmp_path / "reference_md_quick.npz")["positions"]
     z = np.asarray(to_z(jnp.asarray(frames)))
     z_min = np.asarray(to_z(jnp.asarray(molecule.positions[None], jnp.float32)))[0]
@@ -96,9 +102,7 @@ def test_alanine_dipeptide_quick(quick_run):
 def test_the_reference_md_is_saved_and_loaded_only_with_its_settings(tmp_path, monkeypatch):
     """The first call runs the MD and saves it with its seed and command; the second, with the
     same settings, loads it (running MD again would fail here); another seed runs again."""
-    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
-    ala = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ala)
+    ala = _script()
     import jax
 
     molecule = ala.alanine_dipeptide()
@@ -135,9 +139,7 @@ def test_stereo_copies_are_told_apart_and_weighed(x64):
     """Swapping two hydrogens of one methyl group flips that group's handedness and no other,
     at the same force-field energy; the mirror image flips all four; stereo_analysis finds
     the weight in MD's copy and log Z of that copy alone."""
-    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
-    ala = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ala)
+    ala = _script()
     import jax.numpy as jnp
 
     molecule = ala.alanine_dipeptide()
@@ -170,15 +172,13 @@ def test_the_flows_coordinates_confine_them_to_one_stereo_copy(x64):
     minimum (mirror image, swaps of methyl hydrogens), exactly those centres whose handedness
     differs from the minimum's have their torsion outside its half circle (no preimage under
     the flows' map); and any ``u`` maps into the minimum's CA chirality and torsion signs."""
-    spec = importlib.util.spec_from_file_location("ala", EXPERIMENTS / "alanine_dipeptide.py")
-    ala = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ala)
+    ala = _script()
     import jax
     import jax.numpy as jnp
 
     molecule = ala.alanine_dipeptide()
     ic = ala.pb.InternalCoordinates(molecule.zmatrix)
-    to_z = jax.jit(jax.vmap(lambda x: ic.inverse(ic.from_positions(x))))
+    to_z = ala.to_internal(ic)
     x = np.asarray(molecule.positions, np.float64)
     z_min = np.asarray(to_z(jnp.asarray(x[None])))[0]
     angles, low, high = ala.coordinates(ic, z_min)
