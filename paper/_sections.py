@@ -210,20 +210,19 @@ def _particles_tables(r: dict) -> dict[str, str]:
     for name, label, _ in PARTICLE_SYSTEMS:
         s = r["systems"].get(name)
         for method, pub in r["published"][name].items():
-            rows.append([label, f"{method} (published)", _pub(pub.get("energy_w2")),
-                         _pub(pub.get("w2")), "--", "--", "--", "--"])
+            rows.append([label, f"{method} (published)", _pub(pub.get("energy_w2")), "--",
+                         _pub(pub.get("eq_w2")), "--", "--", "--", "--"])
         if s is None:
-            rows.append([label, r"\physgen{} (not run here)"] + ["--"] * 6)
+            rows.append([label, r"\physgen{} (not run here)"] + ["--"] * 7)
             continue
         m = s["metrics"]
-        rows.append([label, r"\physgen{} flow", _ms(m["flow"]["energy_w2"]),
-                     _ms(m["flow"]["w2"]), _ms(m["flow"]["distance_tv"]), "--", "--", "--"])
-        rows.append([label, r"\physgen{} flow, reweighted", _ms(m["reweighted"]["energy_w2"]),
-                     _ms(m["reweighted"]["w2"]), _ms(m["reweighted"]["distance_tv"]),
+        dist = {k: [_ms(m[k][q]) for q in ("energy_w2", "w2", "eq_w2", "distance_tv")]
+                for k in m}
+        rows.append([label, r"\physgen{} flow", *dist["flow"], "--", "--", "--"])
+        rows.append([label, r"\physgen{} flow, reweighted", *dist["reweighted"],
                      pm(s["ess_fraction"], s["ess_fraction_stderr"]),
                      num(s["pareto_khat"], 2), pm(s["log_Z"]["value"], s["log_Z"]["stderr"])])
-        rows.append([label, "reference vs reference", _ms(m["reference_split"]["energy_w2"]),
-                     _ms(m["reference_split"]["w2"]), _ms(m["reference_split"]["distance_tv"]),
+        rows.append([label, "reference vs reference", *dist["reference_split"],
                      "--", "--", "--"])
         ref, diag = s["reference"], s["reference"]["diagnostics (thinned samples)"]
         cost.append([label, integer(ref["num_energy_evals"]), num(ref["wall_time_s"], 3),
@@ -233,9 +232,9 @@ def _particles_tables(r: dict) -> dict[str, str]:
                      integer(s["sampling"]["weighted_samples"]),
                      num(s["sampling"]["weighted_wall_time_s"], 3)])
     return {
-        "particles": tabular(["system", "method", "E-W2 (kT)", "W2", "distance TV",
-                              "ESS fraction", r"Pareto $\hat k$", r"$\log Z$"], rows,
-                             "llrrrrrr"),
+        "particles": tabular(["system", "method", "E-W2 (kT)", "W2", "W2 aligned",
+                              "distance TV", "ESS fraction", r"Pareto $\hat k$", r"$\log Z$"],
+                             rows, "llrrrrrrr"),
         "particles_cost": tabular(
             ["system", "MCMC energy evals", "MCMC (s)", r"$\tau_{\mathrm{int}}(E)$",
              r"max $\hat R$", "training steps", "training (s)", "weighted samples",
@@ -258,6 +257,8 @@ def _particles_numbers(r: dict) -> dict[str, str]:
             f"P{tag}ewtwoRw": _metric_mean(m, "reweighted", "energy_w2"),
             f"P{tag}ewtwoRef": _metric_mean(m, "reference_split", "energy_w2"),
             f"P{tag}wtwoFlow": _metric_mean(m, "flow", "w2"),
+            f"P{tag}eqwtwoFlow": _metric_mean(m, "flow", "eq_w2"),
+            f"P{tag}eqwtwoRef": _metric_mean(m, "reference_split", "eq_w2"),
             f"P{tag}Eref": num(s["target"]["mean_energy_reference"], 3) if s else "--",
             f"P{tag}steps": integer(s["training"]["steps"]) if s else "--",
             f"P{tag}samples": integer(s["sampling"]["weighted_samples"]) if s else "--",

@@ -276,12 +276,13 @@ def test_equivariant_ot_never_increases_the_transport_cost(x64, batch_cost):
 
 def test_radial_batch_cost_bounds_the_aligned_cost_from_below(x64):
     """The cheap re-pairing cost is a group-invariant lower bound of the aligned one."""
-    from physgen.flow_matching._equivariant import _aligned_cost, _radial_cost
+    from physgen._base._alignment import aligned_cost_matrix
+    from physgen.flow_matching._equivariant import _radial_cost
 
     rng = np.random.default_rng(11)
     x0 = np.asarray(remove_mean(jnp.asarray(rng.normal(size=(6, 7, 3)))))
     x1 = np.asarray(remove_mean(jnp.asarray(rng.normal(scale=1.5, size=(5, 7, 3)))))
-    radial, aligned = _radial_cost(x0, x1), _aligned_cost(x0, x1, True, True)
+    radial, aligned = _radial_cost(x0, x1), aligned_cost_matrix(x0, x1)
     assert radial.shape == aligned.shape == (6, 5)
     assert np.all(radial <= aligned + 1e-12) and np.all(radial > 0)
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
@@ -348,6 +349,56 @@ def test_sample_w2_and_distance_histogram(x64):
     assert float(distance_histogram_distance(x, x[::-1])) < 1e-12
     far = float(distance_histogram_distance(x, 3.0 * x, bins=50))
     assert 0.3 < far <= 1.0
+
+
+def _orthogonal_onto(a, b, angles):
+    """min over rotations and reflections g of |a - g(b)|² on a grid of angles (2-D)."""
+    c, s = np.cos(angles), np.sin(angles)
+    rots = np.stack([np.stack([c, -s]), np.stack([s, c])])  # (2, 2, K)
+    best = np.inf
+    for mirror in (np.eye(2), np.diag([1.0, -1.0])):
+        moved = np.einsum("na,ab,bck->knc", b, mirror, rots)
+        best = min(best, float(np.min(np.sum((a[None] - moved) ** 2, axis=(1, 2)))))
+    return best
+
+
+def test_aligned_sample_w2_follows_its_definition():
+    """ASBS's aligned W2, rebuilt by brute force: per pair the permutation minimising the
+    summed (unsquared) particle distances, then the best rotation or reflection on a fine
+    grid, then the best pairing of the two samples over all 4! pairings."""
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(4, 3, 2))
+    y = rng.normal(scale=1.3, size=(4, 3, 2)) + 0.7
+    xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    angles = np.linspace(0, 2 * np.pi, 200_001)
+    cost = np.empty((4, 4))
+    proper = np.empty((4, 4))
+    for i, j in itertools.product(range(4), range(4)):
+        perm = min(itertools.permutations(range(3)),
+                   key=lambda p: np.sum(np.linalg.norm(xc[i] - yc[j][list(p)], axis=1)))
+        moved = yc[j][list(perm)]
+        cost[i, j] = _orthogonal_onto(xc[i], moved, angles)
+        c, s = np.cos(angles), np.sin(angles)
+        rots = np.stack([np.stack([c, -s]), np.stack([s, c])])
+        proper[i, j] = np.min(np.sum((xc[i][None] - np.einsum("na,abk->knb", moved, rots)) ** 2,
+                                     axis=(1, 2)))
+    assert np.any(cost < proper - 1e-3)  # some pairs are closest as mirror images
+    best = min(np.mean(cost[np.arange(4), list(p)]) for p in itertools.permutations(range(4)))
+    np.testing.assert_allclose(sample_w2(x, y, align=True), np.sqrt(best), rtol=1e-8)
+    assert sample_w2(x, y, align=True) < sample_w2(xc, yc)
+
+
+@pytest.mark.parametrize("n, d", [(4, 2), (13, 3)])
+def test_aligned_sample_w2_ignores_relabelled_particles(n, d):
+    rng = np.random.default_rng(22)
+    x = rng.normal(size=(200, n, d))
+    relabelled = np.stack([c[rng.permutation(n)] for c in x])[rng.permutation(200)]
+    assert sample_w2(x, relabelled + rng.normal(size=(1, 1, d)), align=True) < 1e-7
+    assert sample_w2(x, relabelled) > 1.0
+    with pytest.raises(ValueError, match="period .* or align"):
+        sample_w2(x, x, period=1.0, align=True)
+    with pytest.raises(ValueError, match="configurations"):
+        sample_w2(x.reshape(200, -1), x.reshape(200, -1), align=True)
 
 
 def test_resampling_follows_the_weights(x64):

@@ -4,8 +4,6 @@ rotations), and the conditional flow-matching objective that uses it."""
 
 from __future__ import annotations
 
-import itertools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,57 +11,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .._base import AbstractDataObjective, Array, Key, Scalar, check_event_shape
+from .._base._alignment import align_onto, aligned_cost_matrix
 from ..distributions import MeanFreeNormal, remove_mean
 from ..flows._continuous import check_continuous_model
 from ._objective import flow_matching_loss
 from ._paths import AbstractProbabilityPath, LinearPath, _check_time
-
-_PAIRS_PER_CHUNK = 8192  # pairs aligned at once in the batch cost (memory ~ pairs · n! for n <= 6)
-_ENUMERATE_UP_TO = 6  # n! <= 720 permutations: enumerating them beats a Python loop of calls
-
-
-def _permute_np(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-    """Per example ``k``: the particles of ``x1[k]`` reordered to minimise
-    ``Σ_a |x0[k, a] - x1[k, π(a)]|²`` (Hungarian algorithm, O(n³); for ``n <= 6`` all
-    ``n!`` permutations at once, the same optimum)."""
-    n = x1.shape[1]
-    cost = np.sum((x0[:, :, None, :] - x1[:, None, :, :]) ** 2, axis=-1)
-    if n <= _ENUMERATE_UP_TO:
-        perms = np.array(list(itertools.permutations(range(n))))
-        totals = cost[:, np.arange(n)[None, :], perms].sum(-1)
-        best = perms[np.argmin(totals, axis=1)]
-        return np.take_along_axis(x1, best[..., None], axis=1)
-    best = np.empty(cost.shape[:2], dtype=np.intp)
-    for k in range(x1.shape[0]):
-        best[k] = linear_sum_assignment(cost[k])[1]
-    return np.take_along_axis(x1, best[..., None], axis=1)
-
-
-def _rotate_np(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
-    """Per example: ``x1 R`` with the proper rotation ``R`` minimising ``|x0 - x1 R|²``
-    (Kabsch 1976: ``R = U diag(1, …, 1, det UVᵀ) Vᵀ`` from ``H = x1ᵀ x0 = U S Vᵀ``; in 2-D
-    the maximiser of ``tr(Rᵀ H)`` in closed form)."""
-    h = np.einsum("kni,knj->kij", x1, x0)
-    if x1.shape[-1] == 2:
-        c, s = h[:, 0, 0] + h[:, 1, 1], h[:, 0, 1] - h[:, 1, 0]
-        r = np.hypot(c, s)
-        safe = np.where(r > 0, r, 1.0)
-        c, s = np.where(r > 0, c / safe, 1.0), s / safe
-        rot = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2)
-        return np.einsum("kni,kij->knj", x1, rot)
-    u, _, vt = np.linalg.svd(h)
-    sign = np.sign(np.linalg.det(u @ vt))
-    sign = np.where(sign == 0, 1.0, sign)
-    u[..., -1] *= sign[:, None]
-    return np.einsum("kni,kij->knj", x1, u @ vt)
-
-
-def _align_np(x0, x1, permutations: bool, rotations: bool) -> np.ndarray:
-    if permutations:
-        x1 = _permute_np(x0, x1)
-    if rotations:
-        x1 = _rotate_np(x0, x1)
-    return x1
 
 
 def _sq_cost(x0, x1) -> np.ndarray:
@@ -79,18 +31,6 @@ def _radial_cost(x0, x1) -> np.ndarray:
     return np.sum((r0[:, None, :] - r1[None, :, :]) ** 2, axis=-1)
 
 
-def _aligned_cost(x0, x1, permutations, rotations) -> np.ndarray:
-    b, m = x0.shape[0], x1.shape[0]
-    cost = np.empty((b, m))
-    rows = max(1, _PAIRS_PER_CHUNK // m)
-    for start in range(0, b, rows):
-        ref = np.repeat(x0[start : start + rows], m, axis=0)
-        mob = np.tile(x1, (ref.shape[0] // m, 1, 1))
-        aligned = _align_np(ref, mob, permutations, rotations)
-        cost[start : start + rows] = _sq_cost(ref, aligned).reshape(-1, m)
-    return cost
-
-
 def _coupling_host(x0, x1, batch_ot: bool, permutations: bool, rotations: bool,
                    batch_cost: str):
     dtype = x1.dtype
@@ -98,15 +38,16 @@ def _coupling_host(x0, x1, batch_ot: bool, permutations: bool, rotations: bool,
     x1 = np.asarray(x1, np.float64)
     x0 = x0 - x0.mean(axis=-2, keepdims=True)
     x1 = x1 - x1.mean(axis=-2, keepdims=True)
+    group = dict(permutations=permutations, rotations=rotations)
     if not batch_ot:
-        return x0.astype(dtype), _align_np(x0, x1, permutations, rotations).astype(dtype)
+        return x0.astype(dtype), align_onto(x0, x1, **group).astype(dtype)
     if batch_cost == "aligned":
-        _, match = linear_sum_assignment(_aligned_cost(x0, x1, permutations, rotations))
-        return x0.astype(dtype), _align_np(x0, x1[match], permutations, rotations).astype(dtype)
+        _, match = linear_sum_assignment(aligned_cost_matrix(x0, x1, **group))
+        return x0.astype(dtype), align_onto(x0, x1[match], **group).astype(dtype)
     _, match = linear_sum_assignment(_radial_cost(x0, x1))
-    paired = _align_np(x0, x1[match], permutations, rotations)
+    paired = align_onto(x0, x1[match], **group)
     # the surrogate's pairing is kept only where it lowers the aligned total of the plain one
-    plain = _align_np(x0, x1, permutations, rotations)
+    plain = align_onto(x0, x1, **group)
     if _sq_cost(x0, plain).sum() < _sq_cost(x0, paired).sum():
         paired = plain
     return x0.astype(dtype), paired.astype(dtype)
