@@ -111,7 +111,7 @@ from physgen.targets import (  # noqa: E402
 )
 
 FULL = dict(md_samples=400_000, md_interval=25, md_equilibration=20_000, layers=4, width=64,
-            bins=8, steps=5000, batch_size=256, lr=1e-3, weighted=80_000, fab_steps=1000,
+            bins=8, steps=20_000, batch_size=256, lr=1e-3, weighted=80_000, fab_steps=1000,
             fab_intermediate=4, buffer=16_384, energy_high=1000.0)
 QUICK = dict(md_samples=400, md_interval=20, md_equilibration=500, layers=1, width=16,
              bins=4, steps=20, batch_size=64, lr=1e-3, weighted=256, fab_steps=10,
