@@ -63,13 +63,13 @@ def sample_w2(x: Array, y: Array, *, period: float | None = None,
       the flat torus (each difference taken to its nearest image, ``|Δ| <= period/2``),
       e.g. torsions with ``period=2π``;
     - with ``align``, the samples are configurations of identical particles ``(N, n, d)``,
-      both centred, and ``c(x_i, y_j) = |x_i - g(y_j)|²`` after moving ``y_j`` onto ``x_i``
-      by the permutation of its particles minimising ``Σ_a |x_ia - y_jπ(a)|`` (Hungarian)
-      and then the orthogonal transformation, rotation or reflection, minimising the rest
-      (Kabsch): the equivariant W2 that ASBS (Liu et al. 2025) reports as W2 for DW-4 and
-      LJ-n. It bounds the minimum over the symmetry group from above (the permutation is
-      chosen before the rotation). Cost: ``N²`` alignments, each an ``n``-assignment and a
-      ``d×d`` SVD (about 20 s for ``N = 1000``, ``n = 13``).
+      both centred, and ``c(x_i, y_j) = |x_i - g(y_j)|²`` with ``g`` the permutation of
+      ``y_j``'s particles minimising ``Σ_a |x_i,a - y_j,π(a)|`` (Hungarian algorithm)
+      followed by the rotation or reflection minimising ``c`` (Kabsch): the aligned W2 that
+      ASBS (Liu et al. 2025) reports as W2 for DW-4 and LJ-n. It bounds the minimum over
+      the symmetry group from above (the permutation is chosen before the rotation). Cost:
+      ``N²`` alignments, each an ``n``-assignment and a ``d×d`` SVD (about 30 s for
+      ``N = 1000``, ``n = 13``).
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim < 2 or x.shape != y.shape:
