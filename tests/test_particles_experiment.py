@@ -39,7 +39,7 @@ def test_particles_quick_results(quick_run):
             m = s["metrics"][kind][metric]
             assert len(m["values"]) == s["settings"]["repeats"] and m["std"] >= 0
             assert math.isfinite(m["mean"]) and m["mean"] >= 0
-        m = s["metrics"][kind]  # aligning can only lower each pair's cost
+        m = s["metrics"][kind]  # alignment removes the random orientations: far below plain W2
         assert all(a < b for a, b in zip(m["eq_w2"]["values"], m["w2"]["values"], strict=True))
     assert 0 < s["ess_fraction"] <= 1 and math.isfinite(s["pareto_khat"])
     assert math.isfinite(s["log_Z"]["value"]) and s["log_Z"]["stderr"] > 0
