@@ -351,12 +351,12 @@ def test_sample_w2_and_distance_histogram(x64):
     assert 0.3 < far <= 1.0
 
 
-def _orthogonal_onto(a, b, angles):
-    """min over rotations and reflections g of |a - g(b)|² on a grid of angles (2-D)."""
+def _orthogonal_onto(a, b, angles, reflections=True):
+    """min over rotations (and reflections) g of |a - g(b)|² on a grid of angles (2-D)."""
     c, s = np.cos(angles), np.sin(angles)
     rots = np.stack([np.stack([c, -s]), np.stack([s, c])])  # (2, 2, K)
     best = np.inf
-    for mirror in (np.eye(2), np.diag([1.0, -1.0])):
+    for mirror in (np.eye(2), np.diag([1.0, -1.0]))[: 2 if reflections else 1]:
         moved = np.einsum("na,ab,bck->knc", b, mirror, rots)
         best = min(best, float(np.min(np.sum((a[None] - moved) ** 2, axis=(1, 2)))))
     return best
@@ -378,10 +378,7 @@ def test_aligned_sample_w2_follows_its_definition():
                    key=lambda p: np.sum(np.linalg.norm(xc[i] - yc[j][list(p)], axis=1)))
         moved = yc[j][list(perm)]
         cost[i, j] = _orthogonal_onto(xc[i], moved, angles)
-        c, s = np.cos(angles), np.sin(angles)
-        rots = np.stack([np.stack([c, -s]), np.stack([s, c])])
-        proper[i, j] = np.min(np.sum((xc[i][None] - np.einsum("na,abk->knb", moved, rots)) ** 2,
-                                     axis=(1, 2)))
+        proper[i, j] = _orthogonal_onto(xc[i], moved, angles, reflections=False)
     assert np.any(cost < proper - 1e-3)  # some pairs are closest as mirror images
     best = min(np.mean(cost[np.arange(4), list(p)]) for p in itertools.permutations(range(4)))
     np.testing.assert_allclose(sample_w2(x, y, align=True), np.sqrt(best), rtol=1e-8)
