@@ -123,7 +123,10 @@ def test_summary_over_seeds_counts_failures_and_bootstraps_the_ratio():
 
 def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     """HMC started in the left well at a small budget never sees B or is many standard errors
-    off; a briefly trained BG, reweighted, gets p_B within 3 standard errors."""
+    off; a briefly trained BG, reweighted, gets p_B within 3 standard errors. The BG is trained
+    as the main job trains it (reverse KL plus the self-normalised forward-KL gradient): by
+    reverse KL alone, 400 steps leave the ESS anywhere between 4 % and 95 % with the key and
+    the compiler."""
     target = DoubleWell(dim=2)
     ref = target.references()
     assert ref["p_B"] == pytest.approx(0.03293, abs=1e-5)
@@ -134,7 +137,8 @@ def test_trapped_hmc_vs_reweighted_boltzmann_generator():
     flow = neural_spline_flow(jax.random.key(1), 2, num_layers=3, width=24, num_bins=8,
                               interval=6.0)
     fitted = physgen.fit(
-        jax.random.key(2), flow, ReverseKL(target, batch, path_gradient=True), steps=steps,
+        jax.random.key(2), flow, ReverseKL(target, batch, path_gradient=True, forward_weight=1.0),
+        steps=steps,
         optimizer=optax.adam(optax.cosine_decay_schedule(3e-3, steps, alpha=0.01)),
         progress=False, chunk_size=100,
     )
@@ -157,7 +161,7 @@ def test_trapped_hmc_vs_reweighted_boltzmann_generator():
 
     assert bg["error"] > 0 and abs(bg["z_score"]) < 3, bg
     assert abs(bg["delta_F"]["z_score"]) < 3, bg
-    assert bg["ess"] > 1000  # Kish ESS of the reweighted flow samples
+    assert bg["ess"] > 10_000  # Kish ESS of the 20,000 reweighted flow samples
 
     text = render_comparison(rows)
     assert "BG reweighted" in text and "HMC" in text
