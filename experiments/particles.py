@@ -246,7 +246,9 @@ def run_system(system, args):
     physgen.save(args.out / f"flow_{system}{'_quick' if args.quick else ''}.eqx", flow,
                  metadata={"system": system, "seed": args.seed, "steps": cfg["steps"],
                            "hidden": cfg["hidden"], "layers": cfg["layers"],
-                           "structure": f"equivariant_cnf(key, {n}, {d}, hidden, layers)"})
+                           "rtol": args.rtol, "atol": args.atol,
+                           "structure": f"equivariant_cnf(key, {n}, {d}, hidden=hidden, "
+                                        "num_layers=layers, rtol=rtol, atol=atol)"})
 
     t0 = time.perf_counter()
     raw = flow_samples(flow, k_raw, block * repeats, args.chunk)

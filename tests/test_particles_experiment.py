@@ -70,6 +70,7 @@ def test_particles_quick_saves_the_flow_it_reports_on(quick_run):
     flow = pm.physgen.load(out / "flow_dw4_quick.eqx", like)
     meta = pm.physgen.load_metadata(out / "flow_dw4_quick.eqx")
     assert meta["system"] == "dw4" and meta["seed"] == 0 and meta["steps"] == cfg["steps"]
+    assert (meta["rtol"], meta["atol"]) == (args.rtol, args.atol)
     k_raw = jax.random.split(jax.random.fold_in(jax.random.key(0), 0), 6)[2]
     raw = pm.flow_samples(flow, k_raw, cfg["block"] * cfg["repeats"], args.chunk)
     energy = np.asarray(pm.batch_energy(pm.SYSTEMS["dw4"]["make"](0.0), raw))
