@@ -100,6 +100,7 @@ from physgen import reweighting as rw  # noqa: E402
 from physgen.diagnostics import integrated_autocorrelation_time, mean_and_mcse  # noqa: E402
 from physgen.distributions import Transformed  # noqa: E402
 from physgen.objectives import FAB, MaximumLikelihood, ReverseKL  # noqa: E402
+from physgen.samplers import HMC  # noqa: E402
 from physgen.targets import (  # noqa: E402
     ForceField,
     InternalCoordinateTarget,
@@ -112,10 +113,12 @@ from physgen.targets import (  # noqa: E402
 
 FULL = dict(md_samples=400_000, md_interval=25, md_equilibration=20_000, layers=4, width=64,
             bins=8, steps=20_000, batch_size=256, lr=1e-3, weighted=80_000, fab_steps=1000,
-            fab_intermediate=4, buffer=16_384, energy_high=1000.0)
+            fab_intermediate=4, fab_mcmc_steps=1, fab_leapfrog=5, buffer=16_384,
+            energy_high=1000.0)
 QUICK = dict(md_samples=400, md_interval=20, md_equilibration=500, layers=1, width=16,
              bins=4, steps=20, batch_size=64, lr=1e-3, weighted=256, fab_steps=10,
-             fab_intermediate=1, buffer=0, energy_high=1000.0)
+             fab_intermediate=1, fab_mcmc_steps=1, fab_leapfrog=5, buffer=0,
+             energy_high=1000.0)
 # a geometric ladder (ratio 1.2): neighbouring replicas swap about half the time. It reaches
 # 1290 K because phi crosses its barrier only when hot (one Langevin ns: no crossing at 622 K,
 # 22 at 900 K, 61 at 1200 K); the 300 K indicator of phi > 0 has tau_int ~ 3,900 frames with
@@ -127,6 +130,8 @@ NOTES = dict(buffer="FAB's replay buffer size; 0: FAB without buffer",
              weighted="flow samples drawn and weighed per objective (a reweighted "
                       "histogram's KL to MD is biased up by about (bins - 1)/(2 ESS))",
              fab_intermediate="FAB's AIS intermediate densities",
+             fab_mcmc_steps="HMC steps per AIS intermediate density",
+             fab_leapfrog="leapfrog steps per HMC step of FAB's AIS",
              fab_steps="FAB's training steps (an AIS run every 4)",
              energy_high="data-free training: energies more than this above the minimum's "
                          "(kT) grow logarithmically (targets.LinLogCut)")
@@ -229,7 +234,8 @@ def train_objective(name, key, flow, u_target, u_train, u_min, args):
                               steps=args.steps, lr=args.lr)
         return flow, history, args.steps * args.batch_size
     fab = FAB(soft, args.batch_size, num_intermediate=args.fab_intermediate,
-              buffer_size=args.buffer or None)
+              transition=HMC(0.1, args.fab_leapfrog, adapt=False),
+              num_mcmc_steps=args.fab_mcmc_steps, buffer_size=args.buffer or None)
     flow, history = train(key, flow, fab, args, steps=args.fab_steps, lr=args.lr)
     return flow, history, int(history["cumulative_energy_evals"][-1])
 

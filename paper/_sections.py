@@ -337,5 +337,8 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
                                   2) if x else "--",
             f"AD{tag}Copies": integer(len(x["stereo_copies"]["flow_fraction_per_copy"]))
             if x else "--",
+            f"AD{tag}Positive": pm(x["reweighted_p_phi_positive"]["value"],
+                                   x["reweighted_p_phi_positive"]["stderr"]) if x else "--",
+            f"AD{tag}FlowPositive": num(x["flow_p_phi_positive"], 2) if x else "--",
         })
     return out
