@@ -219,6 +219,15 @@ def reference_md(key, molecule, phi_of, args) -> tuple[Trajectory, dict]:
     return traj, {**meta, "loaded_from": None}
 
 
+def fab_objective(target, args) -> FAB:
+    """FAB on ``target`` as the command line sets it: ``--batch-size`` AIS chains through
+    ``--fab-intermediate`` densities, ``--fab-mcmc-steps`` HMC steps of ``--fab-leapfrog``
+    leapfrog steps at each (step size from 0.1, adapted), the replay buffer ``--buffer``."""
+    return FAB(target, args.batch_size, num_intermediate=args.fab_intermediate,
+               transition=HMC(0.1, args.fab_leapfrog, adapt=False),
+               num_mcmc_steps=args.fab_mcmc_steps, buffer_size=args.buffer or None)
+
+
 def train_objective(name, key, flow, u_target, u_train, u_min, args):
     """Train ``flow`` on ``u`` by ``name``; returns ``(flow, history, energy evaluations)``.
     Data-free training sees the energy softened above ``--energy-high`` over that of the
@@ -233,10 +242,8 @@ def train_objective(name, key, flow, u_target, u_train, u_min, args):
         flow, history = train(key, flow, ReverseKL(soft, args.batch_size), args,
                               steps=args.steps, lr=args.lr)
         return flow, history, args.steps * args.batch_size
-    fab = FAB(soft, args.batch_size, num_intermediate=args.fab_intermediate,
-              transition=HMC(0.1, args.fab_leapfrog, adapt=False),
-              num_mcmc_steps=args.fab_mcmc_steps, buffer_size=args.buffer or None)
-    flow, history = train(key, flow, fab, args, steps=args.fab_steps, lr=args.lr)
+    flow, history = train(key, flow, fab_objective(soft, args), args, steps=args.fab_steps,
+                          lr=args.lr)
     return flow, history, int(history["cumulative_energy_evals"][-1])
 
 

@@ -214,3 +214,23 @@ def test_the_flows_coordinates_confine_them_to_one_stereo_copy(x64):
                                   * np.ones((200, 1)))
     positions = jax.vmap(lambda v: ic.to_positions(ic.transform(v)))(jnp.asarray(z_u))
     assert np.all(ala.stereo_signs(positions)[:, 0] == s0[0])
+
+
+def test_fab_takes_its_ais_kernel_from_the_command_line():
+    """--fab-intermediate, --fab-mcmc-steps and --fab-leapfrog reach FAB's AIS (and its cost);
+    the defaults are FAB's own kernel."""
+    from physgen.objectives import FAB
+    from physgen.targets import Gaussian
+
+    ala = _script()
+    target = Gaussian(np.zeros(2), np.eye(2))
+    fab = ala.fab_objective(target, ala.parse_args(
+        ["--batch-size", "32", "--buffer", "64", "--fab-intermediate", "3",
+         "--fab-mcmc-steps", "2", "--fab-leapfrog", "7"]))
+    assert (fab.num_intermediate, fab.num_mcmc_steps, fab.buffer_size) == (3, 2, 64)
+    assert fab.transition.num_integration_steps == 7
+    assert fab.energy_evals_per_ais() == 32 * (4 + 3 * 2 * fab.transition.transition_evals())
+    default, own = ala.fab_objective(target, ala.parse_args([])), FAB(target, 256)
+    assert default.num_mcmc_steps == own.num_mcmc_steps
+    assert (default.transition.step_size, default.transition.num_integration_steps) == (
+        own.transition.step_size, own.transition.num_integration_steps)
