@@ -369,7 +369,9 @@ def evaluate(k_sample, k_eval, flow, std, u_target, z, n_train, md, phi_psi, e_m
         "nll_test": float(-np.mean(lq[n_train:])),
         **weights_dict(jnp.asarray(log_w), "flow weights"),
         "non_finite_weights": int((~finite).sum()),
-        "flow_p_phi_positive": float(np.mean(phi_q > 0)),
+        "flow_p_phi_positive": {  # independent draws: the binomial error
+            "value": float(np.mean(phi_q > 0)),
+            "stderr": float(np.sqrt(np.mean(phi_q > 0) * np.mean(phi_q <= 0) / len(phi_q)))},
         "reweighted_p_phi_positive": estimate_dict(
             rw.expectation(jnp.asarray(log_w), jnp.asarray(phi_q > 0, log_w.dtype))),
         # log Z = log ∫exp(-U/kT) dx - log(8π² V) over MD's stereo copy (the flows' support),

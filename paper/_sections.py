@@ -339,6 +339,7 @@ def _alanine_numbers(r: dict) -> dict[str, str]:
             if x else "--",
             f"AD{tag}Positive": pm(x["reweighted_p_phi_positive"]["value"],
                                    x["reweighted_p_phi_positive"]["stderr"]) if x else "--",
-            f"AD{tag}FlowPositive": num(x["flow_p_phi_positive"], 2) if x else "--",
+            f"AD{tag}FlowPositive": pm(x["flow_p_phi_positive"]["value"],
+                                       x["flow_p_phi_positive"]["stderr"]) if x else "--",
         })
     return out

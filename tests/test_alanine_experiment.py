@@ -47,6 +47,9 @@ def test_alanine_dipeptide_quick(quick_run):
         assert o["mean_log_w_flow"] <= o["log_Z"]["value"] <= o["mean_log_w_md"], name
         p = o["reweighted_p_phi_positive"]
         assert 0 <= p["value"] <= 1 and p["stderr"] >= 0
+        f = o["flow_p_phi_positive"]  # a fraction of independent draws: binomial error
+        assert f["stderr"] == pytest.approx(
+            math.sqrt(f["value"] * (1 - f["value"]) / r["config"]["weighted"]), rel=1e-9)
         t = o["torsions"]
         assert t["delta_F_phi_positive_minus_negative"]["md"]["p_phi_positive"] == \
             md["p_phi_positive"]
